@@ -1,0 +1,95 @@
+"""Parley's settings: ``PARLEY_*`` environment variables, an optional TOML file, and CLI flags.
+
+Every field here is a setting; ``parley serve --help`` lists them all with their defaults, and the
+README's settings table is generated from the same descriptions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_INSTRUCTIONS = (
+    "You are a helpful, friendly voice assistant. Speak naturally and keep replies short: one or two "
+    "sentences unless asked for more."
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore", validate_default=True)
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on (0 picks a free one).")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated API keys. Empty: dev mode, any key is accepted (bind to loopback).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    log_format: Literal["text", "json"] = Field("text", description="Log format.")
+    data_dir: Path = Field(Path("data"), description="Directory for Parley's own files.")
+
+    instructions: str = Field(DEFAULT_INSTRUCTIONS, description="Default session instructions.")
+    voice: str = Field("marin", description="Default output voice.")
+    session_max_minutes: float = Field(60.0, gt=0, description="Maximum session length in minutes.")
+
+    llm: str = Field("auto", description="LLM engine: auto, openai, echo.")
+    llm_base_url: str | None = Field(
+        None, description="Base URL of an OpenAI-compatible chat-completions server (e.g. .../v1)."
+    )
+    llm_model: str | None = Field(None, description="Model name to ask that server for.")
+    llm_api_key: str | None = Field(None, description="API key for that server.")
+    llm_timeout_s: float = Field(60.0, gt=0, description="Timeout of one LLM request in seconds.")
+    ollama_url: str = Field(
+        "http://127.0.0.1:11434", description="Where `auto` looks for a local Ollama server."
+    )
+
+    stt: str = Field("pocketsphinx", description="Speech-to-text engine: pocketsphinx.")
+    tts: str = Field("espeak", description="Text-to-speech engine: espeak.")
+    vad: str = Field("silero", description="Voice activity detector: silero.")
+
+    requests_per_minute: int = Field(
+        600, ge=1, description="Responses a session may start per minute (reported in rate_limits)."
+    )
+    tokens_per_minute: int = Field(
+        200_000, ge=1, description="Tokens a session may use per minute (reported in rate_limits)."
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("PARLEY_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @property
+    def dev_mode(self) -> bool:
+        return not self.api_keys
+
+
+def env_name(field_name: str) -> str:
+    return f"PARLEY_{field_name.upper()}"

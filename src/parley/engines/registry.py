@@ -1,0 +1,97 @@
+"""Maps an engine name from the settings to a factory, importing engine modules only when chosen.
+
+Each entry is ``"module:function"``; the function takes the :class:`~parley.config.Settings` and
+returns the engine. New engines register here (or at run time with :func:`register`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from parley.config import Settings
+from parley.engines.base import LanguageModel, SpeechToText, TextToSpeech, VoiceActivityDetector
+
+Kind = Literal["vad", "stt", "llm", "tts"]
+
+_FACTORIES: dict[Kind, dict[str, str | Callable[[Settings], Any]]] = {
+    "vad": {
+        "silero": "parley.engines.vad.silero:create",
+    },
+    "stt": {
+        "pocketsphinx": "parley.engines.stt.pocketsphinx:create",
+    },
+    "llm": {
+        "auto": "parley.engines.llm.auto:create",
+        "openai": "parley.engines.llm.openai_chat:create",
+        "echo": "parley.engines.llm.echo:create",
+    },
+    "tts": {
+        "espeak": "parley.engines.tts.espeak:create",
+    },
+}
+
+
+class UnknownEngineError(ValueError):
+    pass
+
+
+def register(kind: Kind, name: str, factory: str | Callable[[Settings], Any]) -> None:
+    _FACTORIES[kind][name] = factory
+
+
+def names(kind: Kind) -> list[str]:
+    return sorted(_FACTORIES[kind])
+
+
+def _factory(kind: Kind, name: str) -> Callable[[Settings], Any]:
+    try:
+        target = _FACTORIES[kind][name]
+    except KeyError:
+        raise UnknownEngineError(
+            f"unknown {kind} engine {name!r}; choose one of: {', '.join(names(kind))}"
+        ) from None
+    if callable(target):
+        return target
+    module_name, _, attr = target.partition(":")
+    factory: Callable[[Settings], Any] = getattr(importlib.import_module(module_name), attr)
+    return factory
+
+
+def create(kind: Kind, name: str, settings: Settings) -> Any:
+    return _factory(kind, name)(settings)
+
+
+@dataclass
+class Engines:
+    """The engines one server process uses; shared by all its sessions."""
+
+    vad: Callable[[], VoiceActivityDetector]
+    """VAD detectors keep recurrent state, so each session gets its own from this factory."""
+    stt: SpeechToText
+    llm: LanguageModel
+    tts: TextToSpeech
+
+    async def warm_up(self) -> None:
+        await self.stt.warm_up()
+        await self.tts.warm_up()
+        await self.llm.warm_up()
+        self.vad().speech_probability(_silence(self.vad().frame_samples))
+
+
+def _silence(samples: int) -> Any:
+    import numpy as np
+
+    return np.zeros(samples, dtype=np.int16)
+
+
+def load_engines(settings: Settings) -> Engines:
+    vad_factory = _factory("vad", settings.vad)
+    return Engines(
+        vad=lambda: vad_factory(settings),
+        stt=create("stt", settings.stt, settings),
+        llm=create("llm", settings.llm, settings),
+        tts=create("tts", settings.tts, settings),
+    )
