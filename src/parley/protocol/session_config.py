@@ -1,0 +1,224 @@
+"""The effective GA session configuration: defaults, ``session.update`` merging and its checks.
+
+The session is kept as the GA wire dict (what ``session.created``/``session.updated`` carry), so what
+the client sees is exactly what the engine uses; typed accessors live on :class:`SessionConfig`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from openai.types.realtime import RealtimeSessionCreateRequest
+
+from parley.config import Settings
+from parley.protocol.errors import ProtocolError, invalid_value
+
+VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+
+SERVER_VAD_DEFAULTS: dict[str, Any] = {
+    "type": "server_vad",
+    "threshold": 0.5,
+    "prefix_padding_ms": 300,
+    "silence_duration_ms": 500,
+    "idle_timeout_ms": None,
+    "create_response": True,
+    "interrupt_response": True,
+}
+SEMANTIC_VAD_DEFAULTS: dict[str, Any] = {
+    "type": "semantic_vad",
+    "eagerness": "auto",
+    "create_response": True,
+    "interrupt_response": True,
+}
+PCM_24K: dict[str, Any] = {"type": "audio/pcm", "rate": 24000}
+
+
+def default_session(settings: Settings, *, session_id: str, model: str) -> dict[str, Any]:
+    return {
+        "type": "realtime",
+        "object": "realtime.session",
+        "id": session_id,
+        "model": model,
+        "output_modalities": ["audio"],
+        "instructions": settings.instructions,
+        "tools": [],
+        "tool_choice": "auto",
+        "max_output_tokens": "inf",
+        "tracing": None,
+        "truncation": "auto",
+        "prompt": None,
+        "expires_at": int(time.time() + settings.session_max_minutes * 60),
+        "include": None,
+        "audio": {
+            "input": {
+                "format": dict(PCM_24K),
+                "transcription": None,
+                "noise_reduction": None,
+                "turn_detection": dict(SERVER_VAD_DEFAULTS),
+            },
+            "output": {"format": dict(PCM_24K), "voice": settings.voice, "speed": 1.0},
+        },
+    }
+
+
+@dataclass
+class SessionConfig:
+    """The effective session (GA wire shape) with typed views for the engine."""
+
+    data: dict[str, Any]
+
+    def wire(self) -> dict[str, Any]:
+        return copy.deepcopy(self.data)
+
+    @property
+    def instructions(self) -> str:
+        return str(self.data["instructions"])
+
+    @property
+    def output_modalities(self) -> list[str]:
+        return list(self.data["output_modalities"])
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        return list(self.data["tools"])
+
+    @property
+    def tool_choice(self) -> Any:
+        return self.data["tool_choice"]
+
+    @property
+    def max_output_tokens(self) -> int | None:
+        value = self.data["max_output_tokens"]
+        return None if value == "inf" else int(value)
+
+    @property
+    def input(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.data["audio"]["input"]
+        return result
+
+    @property
+    def output(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.data["audio"]["output"]
+        return result
+
+    @property
+    def turn_detection(self) -> dict[str, Any] | None:
+        value: dict[str, Any] | None = self.input["turn_detection"]
+        return value
+
+    @property
+    def transcription(self) -> dict[str, Any] | None:
+        value: dict[str, Any] | None = self.input["transcription"]
+        return value
+
+    @property
+    def model(self) -> str:
+        return str(self.data["model"])
+
+    def apply_update(self, update: RealtimeSessionCreateRequest, *, audio_produced: bool) -> None:
+        """Merge a validated ``session.update`` (only the fields the client sent) or raise."""
+        patch = update.model_dump(mode="json", exclude_unset=True)
+        merged = copy.deepcopy(self.data)
+        for key, value in patch.items():
+            if key == "audio":
+                _merge_audio(merged["audio"], value or {})
+            elif key == "type":
+                continue
+            else:
+                merged[key] = value
+        check_session(merged, previous=self.data, audio_produced=audio_produced)
+        self.data = merged
+
+
+def _merge_audio(current: dict[str, Any], patch: dict[str, Any]) -> None:
+    for direction in ("input", "output"):
+        fields = patch.get(direction)
+        if fields is None:
+            continue
+        for key, value in fields.items():
+            if key == "turn_detection" and value is not None:
+                defaults = SERVER_VAD_DEFAULTS if value.get("type") == "server_vad" else SEMANTIC_VAD_DEFAULTS
+                value = {**defaults, **{k: v for k, v in value.items() if v is not None}}
+            current[direction][key] = value
+
+
+_UNSUPPORTED = {
+    "prompt": "Stored prompts are not available on Parley; send the text as 'instructions' instead.",
+    "reasoning": "Reasoning settings are not available with the configured language model engine.",
+    "include": "Transcription logprobs are not available from Parley's speech recognition engines.",
+}
+
+
+def check_session(data: dict[str, Any], *, previous: dict[str, Any], audio_produced: bool) -> None:
+    """Checks the SDK models do not make: value ranges, combinations, what cannot change."""
+    for key, message in _UNSUPPORTED.items():
+        if data.get(key) not in (None, [], {}):
+            raise ProtocolError("unsupported_parameter", message, param=f"session.{key}")
+    if data["output_modalities"] not in (["audio"], ["text"]):
+        raise invalid_value("session.output_modalities", "use either ['audio'] or ['text'].")
+    limit = data["max_output_tokens"]
+    if limit != "inf" and not 1 <= int(limit) <= 4096:
+        raise invalid_value("session.max_output_tokens", "expected an integer between 1 and 4096, or 'inf'.")
+    for tool_index, tool in enumerate(data["tools"]):
+        if tool.get("type") != "function":
+            raise ProtocolError(
+                "unsupported_parameter",
+                f"Tools of type '{tool.get('type')}' are not available yet; use function tools.",
+                param=f"session.tools[{tool_index}].type",
+            )
+        if not tool.get("name"):
+            raise ProtocolError(
+                "missing_required_parameter",
+                "Missing required parameter: 'name'.",
+                param=f"session.tools[{tool_index}].name",
+            )
+    audio = data["audio"]
+    for direction in ("input", "output"):
+        fmt = audio[direction]["format"]
+        if fmt.get("type") == "audio/pcm" and fmt.get("rate", 24000) != 24000:
+            raise invalid_value(f"session.audio.{direction}.format.rate", "only 24000 is supported.")
+        if fmt.get("type") == "audio/pcm":
+            fmt["rate"] = 24000
+    _check_output(audio["output"], previous["audio"]["output"], audio_produced)
+    _check_turn_detection(audio["input"]["turn_detection"])
+    if audio["input"]["noise_reduction"] is not None:
+        raise ProtocolError(
+            "unsupported_parameter",
+            "Input noise reduction is not available yet on this server; set it to null.",
+            param="session.audio.input.noise_reduction",
+        )
+    if previous.get("tracing") not in (None, data.get("tracing")):
+        raise invalid_value("session.tracing", "tracing cannot be modified once it is enabled.")
+
+
+def _check_output(output: dict[str, Any], previous: dict[str, Any], audio_produced: bool) -> None:
+    speed = output.get("speed", 1.0)
+    if not 0.25 <= float(speed) <= 1.5:
+        raise ProtocolError(
+            "decimal_above_max_value" if speed > 1.5 else "decimal_below_min_value",
+            "Invalid 'session.audio.output.speed': expected a number between 0.25 and 1.5.",
+            param="session.audio.output.speed",
+        )
+    if audio_produced and output.get("voice") != previous.get("voice"):
+        raise ProtocolError(
+            "cannot_update_voice",
+            "Cannot update a conversation's voice if assistant audio is present.",
+            param="session.audio.output.voice",
+        )
+
+
+def _check_turn_detection(turn: dict[str, Any] | None) -> None:
+    if turn is None:
+        return
+    prefix = "session.audio.input.turn_detection"
+    if turn["type"] == "server_vad":
+        if not 0.0 <= float(turn["threshold"]) <= 1.0:
+            raise invalid_value(f"{prefix}.threshold", "expected a number between 0 and 1.")
+        for key in ("prefix_padding_ms", "silence_duration_ms", "idle_timeout_ms"):
+            if turn.get(key) is not None and int(turn[key]) < 0:
+                raise invalid_value(f"{prefix}.{key}", "expected a non-negative integer.")
+    elif turn["type"] == "semantic_vad" and turn.get("eagerness") not in ("low", "medium", "high", "auto"):
+        raise invalid_value(f"{prefix}.eagerness", "expected one of 'low', 'medium', 'high', 'auto'.")

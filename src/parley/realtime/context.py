@@ -1,0 +1,117 @@
+"""Builds the language model's chat messages from conversation items (DESIGN.md §4).
+
+User audio contributes what was recognised, assistant audio only what was heard (a truncated
+item's transcript is cut), function calls become assistant ``tool_calls`` with their outputs placed
+right after them (chat APIs require that order, while the conversation keeps arrival order), and
+calls from cancelled responses, which were never to be made, are left out with their outputs; a
+call still waiting for its output is followed by a note saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from parley.realtime.conversation import Item
+
+Message = dict[str, Any]
+
+PENDING_RESULT = "The result of this function call is not available yet."
+
+
+def _user_content(item: Item) -> str | list[dict[str, Any]]:
+    texts: list[str] = []
+    images: list[dict[str, Any]] = []
+    for index, part in enumerate(item.data.get("content", [])):
+        kind = part.get("type")
+        if kind == "input_text":
+            texts.append(part.get("text") or "")
+        elif kind == "input_audio":
+            heard = part.get("transcript") or item.heard.get(index) or ""
+            texts.append(heard)
+        elif kind == "input_image" and part.get("image_url"):
+            images.append({"type": "image_url", "image_url": {"url": part["image_url"]}})
+    text = " ".join(t.strip() for t in texts if t and t.strip())
+    if not images:
+        return text
+    return [{"type": "text", "text": text}, *images] if text else images
+
+
+def _assistant_text(item: Item) -> str:
+    pieces = []
+    for part in item.data.get("content", []):
+        if part.get("type") == "output_text":
+            pieces.append(part.get("text") or "")
+        elif part.get("type") == "output_audio":
+            pieces.append(part.get("transcript") or "")
+    return "".join(pieces).strip()
+
+
+def _system_text(item: Item) -> str:
+    return " ".join(p.get("text") or "" for p in item.data.get("content", [])).strip()
+
+
+def build_messages(instructions: str, items: Iterable[Item]) -> list[Message]:
+    items = list(items)
+    skipped_calls = {
+        i.data.get("call_id")
+        for i in items
+        if i.type == "function_call" and i.data.get("status") == "incomplete"
+    }
+    outputs: dict[str, Item] = {str(i.data["call_id"]): i for i in items if i.type == "function_call_output"}
+    known_calls = {i.data.get("call_id") for i in items if i.type == "function_call"}
+    messages: list[Message] = [{"role": "system", "content": instructions}] if instructions else []
+    for item in items:
+        if item.type == "message":
+            message = _message(item)
+            if message is not None:
+                messages.append(message)
+        elif item.type == "function_call" and item.data.get("call_id") not in skipped_calls:
+            call_id = str(item.data.get("call_id"))
+            arguments = item.data.get("arguments") or "{}"
+            call = {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": item.data["name"], "arguments": arguments},
+            }
+            messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            output = outputs.get(call_id)
+            result = output.data["output"] if output is not None else PENDING_RESULT
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": result})
+        elif item.type == "function_call_output":
+            call_id = str(item.data["call_id"])
+            if call_id in known_calls:
+                continue
+            # An output whose call is not in the conversation (deleted, or made elsewhere): keep
+            # what it says without breaking the chat API's call/output pairing.
+            messages.append(
+                {"role": "system", "content": f"Result of function call {call_id}: {item.data['output']}"}
+            )
+    return messages
+
+
+def _message(item: Item) -> Message | None:
+    role = item.role
+    if role == "user":
+        content = _user_content(item)
+        return {"role": "user", "content": content} if content else None
+    if role == "assistant":
+        text = _assistant_text(item)
+        return {"role": "assistant", "content": text} if text else None
+    if role == "system":
+        return {"role": "system", "content": _system_text(item)}
+    return None
+
+
+def estimate_tokens(messages: list[Message]) -> int:
+    """About four characters a token: what the usage figures report when the engine gives none."""
+    chars = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            chars += sum(len(str(p.get("text", ""))) for p in content)
+        for call in message.get("tool_calls", []):
+            chars += len(call["function"]["name"]) + len(call["function"]["arguments"])
+    return max(1, chars // 4) if messages else 0

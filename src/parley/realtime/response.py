@@ -1,0 +1,282 @@
+"""One response: the language model's stream turned into output items, speech and events.
+
+A response runs as its own task. However it ends (completed, cut by ``max_output_tokens``,
+cancelled by the client or a barge-in, failed in an engine) the open items are finished and
+``response.done`` is sent with the matching status; function calls of a response that did not
+complete are left ``incomplete`` and never announced as calls to make.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from parley import ids
+from parley.audio.pcm import AudioFormat
+from parley.engines.base import (
+    ChatRequest,
+    EngineError,
+    Finish,
+    FunctionTool,
+    LanguageModel,
+    TextDelta,
+    TextToSpeech,
+    ToolCallDelta,
+    Usage,
+)
+from parley.protocol import server_events as ev
+from parley.protocol.errors import ProtocolError
+from parley.realtime.context import Message, estimate_tokens
+from parley.realtime.conversation import Conversation, Item
+from parley.realtime.response_output import Emit, FunctionCallWriter, MessageWriter, OutputTarget
+
+log = logging.getLogger("parley.response")
+
+CancelReason = Literal["turn_detected", "client_cancelled"]
+AUDIO_TOKENS_PER_SECOND_IN = 10
+AUDIO_TOKENS_PER_SECOND_OUT = 20
+
+
+@dataclass
+class ResponseParams:
+    """Everything a response needs, resolved from the session and ``response.create``."""
+
+    instructions: str
+    output_modalities: list[str]
+    voice: str
+    speed: float
+    output_format: AudioFormat
+    tools: list[dict[str, Any]]
+    tool_choice: Any
+    max_output_tokens: int | None
+    model: str
+    in_conversation: bool = True
+    metadata: dict[str, str] | None = None
+    input: list[Item] | None = None
+    """A private context instead of the conversation (``response.input``)."""
+    parallel_tool_calls: bool | None = None
+
+    @property
+    def audio(self) -> bool:
+        return self.output_modalities == ["audio"]
+
+    def wire_max_output_tokens(self) -> int | str:
+        return self.max_output_tokens if self.max_output_tokens is not None else "inf"
+
+
+@dataclass
+class ResponseTimings:
+    created: float = field(default_factory=time.perf_counter)
+    llm_first_token: float | None = None
+    first_audio: float | None = None
+
+
+def _tool_choice(choice: Any) -> str:
+    if isinstance(choice, dict):
+        return str(choice.get("name") or "auto")
+    return str(choice)
+
+
+class Response:
+    def __init__(
+        self,
+        params: ResponseParams,
+        *,
+        llm: LanguageModel,
+        tts: TextToSpeech,
+        conversation: Conversation,
+        context: Callable[[ResponseParams], Awaitable[list[Message]]],
+        emit: Emit,
+        input_audio_seconds: Callable[[list[Item]], float],
+    ) -> None:
+        self.id = ids.response_id()
+        self.params = params
+        self.llm = llm
+        self.tts = tts
+        self.conversation = conversation
+        self._context = context
+        self._emit = emit
+        self._input_audio_seconds = input_audio_seconds
+        self.status = "in_progress"
+        self.status_details: dict[str, Any] | None = None
+        self.output: list[Item] = []
+        self.cancel_reason: CancelReason | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.timings = ResponseTimings()
+        self._usage: Usage | None = None
+        self._messages: list[Message] = []
+        self._message: MessageWriter | None = None
+        self._calls: dict[int, FunctionCallWriter] = {}
+        self._finish_reason: str | None = None
+        self._output_chars = 0
+        self._audio_ms = 0.0
+        self.target = OutputTarget(self.id, self.output, conversation if params.in_conversation else None, emit)
+
+    @property
+    def done(self) -> bool:
+        return self.status != "in_progress"
+
+    @property
+    def message(self) -> MessageWriter | None:
+        return self._message
+
+    def wire(self) -> dict[str, Any]:
+        p = self.params
+        return {
+            "object": "realtime.response",
+            "id": self.id,
+            "status": self.status,
+            "status_details": self.status_details,
+            "output": [item.wire() for item in self.output],
+            "conversation_id": self.conversation.id if p.in_conversation else None,
+            "output_modalities": p.output_modalities,
+            "max_output_tokens": p.wire_max_output_tokens(),
+            "audio": {"output": {"format": p.output_format.to_wire(), "voice": p.voice}},
+            "usage": self._usage_wire() if self.done else None,
+            "metadata": p.metadata,
+        }
+
+    def start(self, rate_limits: list[dict[str, Any]]) -> asyncio.Task[None]:
+        self.task = asyncio.create_task(self._run(rate_limits), name=f"response {self.id}")
+        return self.task
+
+    def cancel(self, reason: CancelReason) -> None:
+        if self.done or self.task is None or self.cancel_reason is not None:
+            return
+        self.cancel_reason = reason
+        self.task.cancel()
+
+    async def _run(self, rate_limits: list[dict[str, Any]]) -> None:
+        await self._emit(ev.response_created(self.wire()))
+        await self._emit(ev.rate_limits_updated(rate_limits))
+        error: ProtocolError | None = None
+        try:
+            await self._generate()
+            status = "incomplete" if self._finish_reason in ("length", "content_filter") else "completed"
+        except asyncio.CancelledError:
+            status = "cancelled"
+            if self.cancel_reason is None:  # the session itself is going away
+                self.cancel_reason = "client_cancelled"
+        except EngineError as exc:
+            log.warning("response %s failed in an engine: %s", self.id, exc)
+            status = "failed"
+            error = ProtocolError(exc.code, str(exc), type="server_error")
+        except Exception as exc:
+            log.exception("response %s failed", self.id)
+            status = "failed"
+            error = ProtocolError("server_error", f"The response failed: {exc}", type="server_error")
+        await self._finish(status, error)
+
+    async def _generate(self) -> None:
+        self._messages = await self._context(self.params)
+        p = self.params
+        request = ChatRequest(
+            messages=self._messages,
+            tools=[
+                FunctionTool(t["name"], t.get("description") or "", t.get("parameters") or {}) for t in p.tools
+            ],
+            tool_choice=_tool_choice(p.tool_choice),
+            max_output_tokens=p.max_output_tokens,
+            model=None,  # the engine's configured model (PARLEY_LLM_MODEL), not the realtime name
+            parallel_tool_calls=p.parallel_tool_calls,
+        )
+        async for event in self.llm.stream(request):
+            if self.timings.llm_first_token is None and isinstance(event, TextDelta | ToolCallDelta):
+                self.timings.llm_first_token = time.perf_counter()
+            if isinstance(event, TextDelta):
+                await self._on_text(event.text)
+            elif isinstance(event, ToolCallDelta):
+                await self._on_tool_call(event)
+            elif isinstance(event, Usage):
+                self._usage = event
+            elif isinstance(event, Finish):
+                self._finish_reason = event.reason
+        if self._message is not None:
+            await self._message.finish_speaking()
+
+    async def _on_text(self, text: str) -> None:
+        if not text:
+            return
+        self._output_chars += len(text)
+        if self._message is None:
+            p = self.params
+            self._message = MessageWriter(
+                self.target, audio=p.audio, tts=self.tts, voice=p.voice, speed=p.speed, audio_format=p.output_format
+            )
+            self._message.on_first_audio = self._mark_first_audio
+            await self._message.start()
+        await self._message.push(text)
+
+    def _mark_first_audio(self) -> None:
+        self.timings.first_audio = time.perf_counter()
+
+    async def _on_tool_call(self, delta: ToolCallDelta) -> None:
+        if self.params.tool_choice == "none":
+            log.warning("response %s: the model called a tool although tool_choice is 'none'", self.id)
+            return
+        call = self._calls.get(delta.index)
+        if call is None:
+            if self._message is not None and not self._calls:
+                await self._message.finish_speaking()
+            call = FunctionCallWriter(self.target, name=delta.name or "", call_id=delta.call_id)
+            self._calls[delta.index] = call
+            await call.start()
+        elif delta.name and not call.name:
+            call.item.data["name"] = delta.name
+        self._output_chars += len(delta.arguments)
+        await call.push(delta.arguments)
+
+    async def _finish(self, status: str, error: ProtocolError | None) -> None:
+        self.status = status
+        if status == "cancelled":
+            self.status_details = {"type": "cancelled", "reason": self.cancel_reason}
+        elif status == "incomplete":
+            reason = "max_output_tokens" if self._finish_reason == "length" else "content_filter"
+            self.status_details = {"type": "incomplete", "reason": reason}
+        elif status == "failed" and error is not None:
+            self.status_details = {
+                "type": "failed",
+                "error": {"type": error.type, "code": error.code, "message": error.message},
+            }
+        item_status = "completed" if status == "completed" else "incomplete"
+        if self._message is not None:
+            self._audio_ms = self._message.audio_ms
+            await self._message.done(item_status)
+        for index in sorted(self._calls):
+            await self._calls[index].done(item_status)
+        if error is not None:
+            await self._emit(ev.error(error))
+        await self._emit(ev.response_done(self.wire()))
+
+    def _usage_wire(self) -> dict[str, Any]:
+        audio_in = int(self._input_audio_seconds(self._context_items()) * AUDIO_TOKENS_PER_SECOND_IN)
+        audio_out = int(self._audio_ms / 1000 * AUDIO_TOKENS_PER_SECOND_OUT)
+        if self._usage is not None:
+            text_in, text_out = self._usage.input_tokens, self._usage.output_tokens
+        else:
+            text_in = estimate_tokens(self._messages)
+            text_out = (self._output_chars + 3) // 4
+        input_tokens = text_in + audio_in
+        output_tokens = text_out + audio_out
+        return {
+            "total_tokens": input_tokens + output_tokens,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "input_token_details": {
+                "text_tokens": text_in,
+                "audio_tokens": audio_in,
+                "image_tokens": 0,
+                "cached_tokens": 0,
+                "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
+            },
+            "output_token_details": {"text_tokens": text_out, "audio_tokens": audio_out},
+        }
+
+    def _context_items(self) -> list[Item]:
+        if self.params.input is not None:
+            return self.params.input
+        return [item for item in self.conversation.items() if item not in self.output]

@@ -1,0 +1,268 @@
+"""The realtime session engine: one per connection, transport- and dialect-agnostic.
+
+It takes decoded client events (GA dialect), owns the session config, the conversation, the input
+audio buffer and the responses, and sends GA server events (plain dicts) to ``emit``. It can be
+driven entirely in a unit test with fake engines and a list as the sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from openai.types.realtime import (
+    ConversationItemCreateEvent,
+    ConversationItemDeleteEvent,
+    ConversationItemRetrieveEvent,
+    ConversationItemTruncateEvent,
+    InputAudioBufferClearEvent,
+    InputAudioBufferCommitEvent,
+    OutputAudioBufferClearEvent,
+    RealtimeSessionCreateRequest,
+    ResponseCancelEvent,
+    SessionUpdateEvent,
+)
+from pydantic import BaseModel
+
+from parley import ids
+from parley.audio.pcm import AudioFormat
+from parley.config import Settings
+from parley.engines.registry import Engines
+from parley.protocol import server_events as ev
+from parley.protocol.client_events import (
+    ParsedAppend,
+    ParsedResponseCreate,
+    decode_json,
+    event_id_of,
+    parse_client_event,
+)
+from parley.protocol.errors import ProtocolError
+from parley.protocol.session_config import SessionConfig, default_session
+from parley.realtime.context import Message, build_messages
+from parley.realtime.conversation import Conversation, Item
+from parley.realtime.input_audio import InputAudio
+from parley.realtime.items import item_from_client, truncate_item
+from parley.realtime.rate_limits import RateLimits
+from parley.realtime.response import Response
+from parley.realtime.response_params import resolve_params
+
+log = logging.getLogger("parley.session")
+
+Emit = Callable[[ev.Event], Awaitable[None]]
+
+
+class RealtimeSession:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engines: Engines,
+        emit: Emit,
+        model: str,
+        owns_playback: bool = False,
+        on_expired: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engines = engines
+        self._emit = emit
+        self.id = ids.session_id()
+        self.config = SessionConfig(default_session(settings, session_id=self.id, model=model))
+        self.conversation = Conversation()
+        self.owns_playback = owns_playback
+        """True on WebRTC/SIP, where the server plays the audio out (output_audio_buffer.*)."""
+        self.responses: dict[str, Response] = {}
+        """Responses still running, by id (the default-conversation one and out-of-band ones)."""
+        self.active: Response | None = None
+        """The running response of the default conversation; at most one."""
+        self.rate_limits = RateLimits(settings.requests_per_minute, settings.tokens_per_minute)
+        self.audio = InputAudio(self)
+        self._on_expired = on_expired
+        self._expiry: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.emit(ev.session_created(self.config.wire()))
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(self.settings.session_max_minutes * 60, self._expire)
+
+    def _expire(self) -> None:
+        async def expire() -> None:
+            minutes = round(self.settings.session_max_minutes)
+            await self.emit(
+                ev.error(
+                    ProtocolError(
+                        "session_expired", f"Your session hit the maximum duration of {minutes} minutes."
+                    )
+                )
+            )
+            await self.close()
+            if self._on_expired is not None:
+                await self._on_expired()
+
+        asyncio.get_running_loop().create_task(expire())
+
+    async def close(self) -> None:
+        """Stop everything the session runs (responses, recognition); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+        for response in list(self.responses.values()):
+            response.cancel("client_cancelled")
+        tasks = [r.task for r in self.responses.values() if r.task is not None]
+        await self.audio.close()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def emit(self, event: ev.Event) -> None:
+        await self._emit(event)
+
+    # -- client events ----------------------------------------------------------------------------
+
+    async def handle_text(self, text: str | bytes) -> None:
+        """One client frame: decode, validate, dispatch. Errors become ``error`` events."""
+        data: dict[str, Any] | None = None
+        try:
+            data = decode_json(text)
+            await self.dispatch(parse_client_event(data))
+        except ProtocolError as exc:
+            await self.emit(ev.error(exc.with_event_id(event_id_of(data))))
+        except Exception as exc:
+            log.exception("session %s: unexpected error handling a client event", self.id)
+            error = ProtocolError("server_error", f"The server failed to handle the event: {exc}", type="server_error")
+            await self.emit(ev.error(error.with_event_id(event_id_of(data))))
+
+    async def dispatch(self, event: BaseModel | ParsedAppend | ParsedResponseCreate) -> None:
+        try:
+            await self._dispatch(event)
+        except ProtocolError as exc:
+            raise exc.with_event_id(getattr(event, "event_id", None)) from None
+
+    async def _dispatch(self, event: BaseModel | ParsedAppend | ParsedResponseCreate) -> None:
+        if isinstance(event, ParsedAppend):
+            await self.audio.append(event.audio)
+        elif isinstance(event, ParsedResponseCreate):
+            await self.create_response(event)
+        elif isinstance(event, SessionUpdateEvent):
+            await self._session_update(event)
+        elif isinstance(event, InputAudioBufferCommitEvent):
+            await self.audio.commit()
+        elif isinstance(event, InputAudioBufferClearEvent):
+            self.audio.clear()
+            await self.emit(ev.input_audio_buffer_cleared())
+        elif isinstance(event, ConversationItemCreateEvent):
+            await self._item_create(event)
+        elif isinstance(event, ConversationItemRetrieveEvent):
+            item = self.conversation.get(event.item_id)
+            await self.emit(ev.conversation_item_retrieved(item.wire(with_audio=True)))
+        elif isinstance(event, ConversationItemDeleteEvent):
+            self.conversation.delete(event.item_id)
+            await self.emit(ev.conversation_item_deleted(event.item_id))
+        elif isinstance(event, ConversationItemTruncateEvent):
+            item = self.conversation.get(event.item_id)
+            truncate_item(item, event.content_index, event.audio_end_ms)
+            await self.emit(ev.conversation_item_truncated(item.id, event.content_index, event.audio_end_ms))
+        elif isinstance(event, ResponseCancelEvent):
+            await self._response_cancel(event.response_id)
+        elif isinstance(event, OutputAudioBufferClearEvent):
+            await self._output_audio_buffer_clear()
+
+    async def _session_update(self, event: SessionUpdateEvent) -> None:
+        update = event.session
+        if not isinstance(update, RealtimeSessionCreateRequest):
+            raise ProtocolError(
+                "invalid_value",
+                "This is a realtime session; its type cannot change to 'transcription'. "
+                "Open a transcription session with ?intent=transcription instead.",
+                param="session.type",
+            )
+        self.config.apply_update(update, audio_produced=self._audio_produced())
+        self.audio.configure()
+        await self.emit(ev.session_updated(self.config.wire()))
+
+    def _audio_produced(self) -> bool:
+        return any(item.role == "assistant" and item.audio for item in self.conversation.items())
+
+    async def _item_create(self, event: ConversationItemCreateEvent) -> None:
+        item = item_from_client(event.item, self.audio.format)
+        previous = self.conversation.insert(item, event.previous_item_id)
+        await self.emit(ev.conversation_item_added(item.wire(), previous))
+        await self.emit(ev.conversation_item_done(item.wire(), previous))
+        if item.audio:
+            self.audio.transcribe(item)
+
+    # -- responses --------------------------------------------------------------------------------
+
+    async def create_response(self, event: ParsedResponseCreate | None = None) -> Response:
+        params = resolve_params(self.config, event, self.conversation, self.audio.format)
+        if params.in_conversation and self.active is not None:
+            raise ProtocolError(
+                "conversation_already_has_active_response",
+                f"Conversation already has an active response in progress: {self.active.id}. "
+                "Wait until the response is finished before creating a new one.",
+            )
+        response = Response(
+            params,
+            llm=self.engines.llm,
+            tts=self.engines.tts,
+            conversation=self.conversation,
+            context=self._context,
+            emit=self.emit,
+            input_audio_seconds=self.audio.seconds_in,
+        )
+        self.responses[response.id] = response
+        if params.in_conversation:
+            self.active = response
+        reserved = params.max_output_tokens or 4096
+        task = response.start(self.rate_limits.start_response(reserved))
+        task.add_done_callback(lambda _: self._response_finished(response, reserved))
+        return response
+
+    def _response_finished(self, response: Response, reserved: int) -> None:
+        self.responses.pop(response.id, None)
+        if self.active is response:
+            self.active = None
+        usage = response.wire()["usage"] or {}
+        self.rate_limits.record_tokens(reserved, int(usage.get("total_tokens", 0)))
+        if not self._closed:
+            self.audio.response_finished(response)
+
+    async def _context(self, params: Any) -> list[Message]:
+        items = params.input if params.input is not None else self.conversation.items()
+        await self.audio.wait_for_transcripts(items)
+        return build_messages(params.instructions, items)
+
+    async def _response_cancel(self, response_id: str | None) -> None:
+        if response_id is not None:
+            response = self.responses.get(response_id)
+        else:
+            response = self.active
+        if response is None or response.done:
+            raise ProtocolError(
+                "response_cancel_not_active", "Cancellation failed: no active response found", param="response_id"
+            )
+        response.cancel("client_cancelled")
+        if response.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(response.task)
+
+    async def _output_audio_buffer_clear(self) -> None:
+        if not self.owns_playback:
+            raise ProtocolError(
+                "invalid_event",
+                "output_audio_buffer.clear is only available on WebRTC and SIP connections; on a "
+                "WebSocket the client plays the audio and truncates with conversation.item.truncate.",
+            )
+
+    def last_assistant_audio_item(self) -> Item | None:
+        for item in reversed(self.conversation.items()):
+            if item.role == "assistant" and item.audio:
+                return item
+        return None
