@@ -1,0 +1,138 @@
+"""The ``parley`` command: ``parley serve`` runs the server, ``parley talk`` talks to one."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import logging
+import signal
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+from parley import __version__
+from parley.config import Settings, env_name
+
+log = logging.getLogger("parley")
+
+
+def _add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per setting, so ``parley serve --help`` lists every setting."""
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = ",".join(default) if isinstance(default, list) else default
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            default=None,
+            metavar=name.upper(),
+            help=f"{field.description} [env {env_name(name)}; default: {shown!s}]",
+        )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None
+    }
+    if "api_keys" in overrides:
+        overrides["api_keys"] = [k for k in overrides["api_keys"].split(",") if k]
+    return Settings(**overrides)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _serve(settings: Settings) -> None:
+    from aiohttp import web
+
+    from parley.server.app import create_app
+
+    if settings.dev_mode:
+        log.warning("dev mode: no API keys are configured (PARLEY_API_KEYS), so any key is accepted")
+        if not _is_loopback(settings.host):
+            log.warning("dev mode on %s: anyone who can reach this address can use the server", settings.host)
+    else:
+        log.info("%d API key(s) configured; other keys are refused", len(settings.api_keys))
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    sockets = site._server.sockets if site._server is not None else []  # noqa: SLF001
+    port = sockets[0].getsockname()[1] if sockets else settings.port
+    log.info("Parley %s listening on http://%s:%s (WebSocket ws://%s:%s/v1/realtime)",
+             __version__, settings.host, port, settings.host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="parley", description="A self-hosted OpenAI Realtime API server.")
+    parser.add_argument("--version", action="version", version=f"parley {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the server", description="Run the Parley server. "
+                                "Every option can also be set with its PARLEY_* environment variable, "
+                                "or in a TOML file named by PARLEY_CONFIG.")
+    _add_setting_options(serve)
+    talk = commands.add_parser("talk", help="talk to a Realtime server from the terminal")
+    from parley.client.talk import add_arguments as add_talk_arguments
+
+    add_talk_arguments(talk)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        try:
+            settings = _settings(args)
+        except ValidationError as exc:
+            print(f"parley: invalid setting: {exc}", file=sys.stderr)
+            return 2
+        setup_logging(settings.log_level, settings.log_format)
+        try:
+            asyncio.run(_serve(settings))
+        except (ValueError, OSError) as exc:
+            log.error("cannot start: %s", exc)
+            return 1
+        return 0
+    from parley.client.talk import run as run_talk
+
+    return run_talk(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

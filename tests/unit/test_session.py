@@ -1,0 +1,338 @@
+"""The session engine driven directly with fake engines: event orders, state, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import numpy as np
+import pytest
+
+from parley.engines.base import Finish, TextDelta, ToolCallDelta
+from tests.fakes import FakeLLM, FakeSTT, FakeTTS, Recorder, text_reply, tool_reply
+from tests.wire import validate_ga
+
+USER_HI = {
+    "type": "conversation.item.create",
+    "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+}
+TEXT_ONLY = {"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}}
+
+
+def tone(ms: int, rate: int = 24000, amplitude: int = 8000) -> bytes:
+    t = np.arange(int(rate * ms / 1000)) / rate
+    return (np.sin(2 * np.pi * 300 * t) * amplitude).astype("<i2").tobytes()
+
+
+def append(audio: bytes) -> dict[str, object]:
+    return {"type": "input_audio_buffer.append", "audio": base64.b64encode(audio).decode()}
+
+
+async def started(**kwargs: object) -> Recorder:
+    rec = Recorder(**kwargs)
+    await rec.session.start()
+    return rec
+
+
+def assert_all_valid(rec: Recorder) -> None:
+    for event in rec.events:
+        validate_ga(event)
+
+
+async def test_session_created_first_with_full_defaults() -> None:
+    rec = await started()
+    created = rec.events[0]
+    assert created["type"] == "session.created"
+    session = created["session"]
+    assert session["type"] == "realtime" and session["id"].startswith("sess_")
+    assert session["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+    assert session["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+    assert session["output_modalities"] == ["audio"]
+    assert_all_valid(rec)
+    await rec.session.close()
+
+
+async def test_text_turn_event_order_and_ids() -> None:
+    rec = await started(llm=FakeLLM(replies=[text_reply("Hello there!")]))
+    await rec.send(TEXT_ONLY)
+    await rec.send(USER_HI)
+    await rec.send({"type": "response.create", "event_id": "c2"})
+    done = await rec.wait_for("response.done")
+    types = rec.types()
+    start = types.index("response.created")
+    assert types[start:] == [
+        "response.created",
+        "rate_limits.updated",
+        "response.output_item.added",
+        "conversation.item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "conversation.item.done",
+        "response.done",
+    ]
+    response = done["response"]
+    assert response["status"] == "completed"
+    assert response["output"][0]["content"] == [{"type": "output_text", "text": "Hello there!"}]
+    assert response["usage"]["total_tokens"] > 0
+    user_id = rec.events[types.index("conversation.item.added")]["item"]["id"]
+    added = [e for e in rec.events if e["type"] == "conversation.item.added"][-1]
+    assert added["previous_item_id"] == user_id
+    assert_all_valid(rec)
+    await rec.session.close()
+
+
+async def test_audio_turn_streams_audio_with_exact_transcript() -> None:
+    tts = FakeTTS()
+    reply = [TextDelta("Hello there. "), TextDelta("How can I help"), TextDelta(" you today?"), Finish("stop")]
+    rec = await started(llm=FakeLLM(replies=[reply]), tts=tts)
+    await rec.send(USER_HI)
+    await rec.send({"type": "response.create"})
+    done = await rec.wait_for("response.done")
+    deltas = [e for e in rec.events if e["type"] == "response.output_audio_transcript.delta"]
+    transcript = "".join(d["delta"] for d in deltas)
+    assert transcript == "Hello there. How can I help you today?"
+    assert tts.spoken == ["Hello there.", "How can I help you today?"]
+    audio = b"".join(
+        base64.b64decode(e["delta"]) for e in rec.events if e["type"] == "response.output_audio.delta"
+    )
+    assert len(audio) > 48 * 100  # more than 100 ms of pcm16 at 24 kHz
+    item = done["response"]["output"][0]
+    assert item["content"] == [{"type": "output_audio", "transcript": transcript}]
+    assert "audio" not in item["content"][0]
+    assert_all_valid(rec)
+    await rec.session.close()
+
+
+async def test_function_call_turn() -> None:
+    rec = await started(llm=FakeLLM(replies=[tool_reply("get_weather", '{"city": "Paris"}')]))
+    await rec.send(USER_HI)
+    await rec.send({"type": "response.create"})
+    done = await rec.wait_for("response.done")
+    args_done = next(e for e in rec.events if e["type"] == "response.function_call_arguments.done")
+    assert args_done["name"] == "get_weather" and args_done["arguments"] == '{"city": "Paris"}'
+    deltas = [e["delta"] for e in rec.events if e["type"] == "response.function_call_arguments.delta"]
+    assert "".join(deltas) == '{"city": "Paris"}'
+    call = done["response"]["output"][0]
+    assert call["type"] == "function_call" and call["status"] == "completed" and call["call_id"] == "call_1"
+    # The client answers, and the next response sees the output right after the call.
+    await rec.send(
+        {
+            "type": "conversation.item.create",
+            "item": {"type": "function_call_output", "call_id": "call_1", "output": '{"temp": 21}'},
+        }
+    )
+    await rec.send({"type": "response.create"})
+    await rec.wait_for("response.done", 2)
+    llm = rec.engines.llm
+    assert isinstance(llm, FakeLLM)
+    messages = llm.requests[-1].messages
+    assert messages[-2]["tool_calls"][0]["id"] == "call_1"
+    assert messages[-1] == {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 21}'}
+    assert_all_valid(rec)
+    await rec.session.close()
+
+
+async def test_cancel_leaves_items_incomplete_and_calls_unannounced() -> None:
+    events = [
+        ToolCallDelta(0, call_id="call_x", name="hang_up", arguments='{"now":'),
+        ToolCallDelta(0, arguments=" true}"),
+        Finish("tool_calls"),
+    ]
+    rec = await started(llm=FakeLLM(replies=[events], delay_s=0.2))
+    await rec.send(USER_HI)
+    await rec.send({"type": "response.create"})
+    await rec.wait_for("response.output_item.added")
+    await rec.send({"type": "response.cancel"})
+    done = await rec.wait_for("response.done")
+    assert done["response"]["status"] == "cancelled"
+    assert done["response"]["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
+    assert done["response"]["output"][0]["status"] == "incomplete"
+    assert "response.function_call_arguments.done" not in rec.types()
+    assert rec.session.active is None
+    assert_all_valid(rec)
+    await rec.session.close()
+
+
+async def test_second_response_refused_and_cancel_without_active() -> None:
+    rec = await started(llm=FakeLLM(delay_s=0.2))
+    await rec.send(USER_HI)
+    await rec.send({"type": "response.create", "event_id": "first"})
+    await rec.send({"type": "response.create", "event_id": "second"})
+    error = await rec.wait_for("error")
+    assert error["error"]["code"] == "conversation_already_has_active_response"
+    assert error["error"]["event_id"] == "second"
+    await rec.wait_for("response.done")
+    await rec.send({"type": "response.cancel", "event_id": "c"})
+    error = await rec.wait_for("error", 2)
+    assert error["error"]["code"] == "response_cancel_not_active" and error["error"]["event_id"] == "c"
+    await rec.session.close()
+
+
+async def test_out_of_band_response_runs_beside_and_stays_out_of_conversation() -> None:
+    rec = await started(llm=FakeLLM(delay_s=0.05))
+    await rec.send(TEXT_ONLY)
+    await rec.send(USER_HI)
+    await rec.send({"type": "response.create"})
+    await rec.send(
+        {
+            "type": "response.create",
+            "response": {
+                "conversation": "none",
+                "metadata": {"topic": "summary"},
+                "input": [{"type": "item_reference", "id": rec.session.conversation.items()[0].id}],
+            },
+        }
+    )
+    await rec.wait_for("response.done", 2)
+    dones = [e["response"] for e in rec.events if e["type"] == "response.done"]
+    oob = next(r for r in dones if r["metadata"] == {"topic": "summary"})
+    assert oob["conversation_id"] is None and oob["status"] == "completed"
+    assert len(rec.session.conversation) == 2  # the user item and the default response's reply
+    added_ids = {e["item"]["id"] for e in rec.events if e["type"] == "conversation.item.added"}
+    assert oob["output"][0]["id"] not in added_ids
+    assert_all_valid(rec)
+    await rec.session.close()
+
+
+async def test_commit_audio_is_transcribed_for_the_model() -> None:
+    stt = FakeSTT(transcripts=["what is my balance"])
+    llm = FakeLLM()
+    rec = await started(stt=stt, llm=llm)
+    await rec.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+        "turn_detection": None, "transcription": {"model": "whisper-1"}}}}})
+    await rec.send(append(tone(500)))
+    await rec.send({"type": "input_audio_buffer.commit"})
+    committed = await rec.wait_for("input_audio_buffer.committed")
+    completed = await rec.wait_for("conversation.item.input_audio_transcription.completed")
+    assert completed["item_id"] == committed["item_id"]
+    assert completed["transcript"] == "what is my balance"
+    assert completed["usage"]["type"] == "duration"
+    await rec.send({"type": "response.create"})
+    await rec.wait_for("response.done")
+    assert llm.requests[-1].messages[-1] == {"role": "user", "content": "what is my balance"}
+    assert "response.created" not in rec.types()[: rec.types().index("input_audio_buffer.committed") + 3]
+    assert_all_valid(rec)
+    await rec.session.close()
+
+
+@pytest.mark.parametrize(
+    ("event", "code", "param"),
+    [
+        ({"type": "input_audio_buffer.commit", "event_id": "e"}, "input_audio_buffer_commit_empty", None),
+        ({"type": "conversation.item.delete", "item_id": "nope"}, "item_not_found", "item_id"),
+        ({"type": "conversation.item.retrieve", "item_id": "nope"}, "item_not_found", "item_id"),
+        (
+            {"type": "conversation.item.truncate", "item_id": "nope", "content_index": 0, "audio_end_ms": 5},
+            "item_not_found",
+            "item_id",
+        ),
+        ({**USER_HI, "previous_item_id": "missing"}, "item_not_found", "previous_item_id"),
+        ({"type": "session.update", "session": {"type": "realtime", "bogus": 1}}, "unknown_parameter", "session.bogus"),
+        ({"type": "session.update", "session": {}}, "missing_required_parameter", "session.type"),
+        ({"type": "response.create", "response": {"input": [{"type": "item_reference", "id": "x"}]}},
+         "item_not_found", "response.input[0].id"),
+        ({"type": "input_audio_buffer.append", "audio": "%%%"}, "invalid_value", "audio"),
+        ({"type": "output_audio_buffer.clear"}, "invalid_event", None),
+    ],
+)
+async def test_errors_keep_the_session_going(event: dict[str, object], code: str, param: str | None) -> None:
+    rec = await started()
+    await rec.send({**event, "event_id": "evt_42"})
+    error = await rec.wait_for("error")
+    assert error["error"]["code"] == code
+    assert error["error"]["param"] == param
+    assert error["error"]["event_id"] == "evt_42"
+    await rec.send(USER_HI)
+    await rec.wait_for("conversation.item.done")
+    assert_all_valid(rec)
+    await rec.session.close()
+
+
+async def test_malformed_json_and_missing_type() -> None:
+    rec = await started()
+    await rec.session.handle_text("{not json")
+    await rec.session.handle_text('{"event_id": "x"}')
+    first = await rec.wait_for("error")
+    second = await rec.wait_for("error", 2)
+    assert first["error"]["code"] == "invalid_json"
+    assert second["error"]["code"] == "invalid_event" and second["error"]["event_id"] == "x"
+    await rec.session.close()
+
+
+async def test_engine_failure_fails_the_response_only() -> None:
+    rec = await started(llm=FakeLLM(fail=True))
+    await rec.send(USER_HI)
+    await rec.send({"type": "response.create"})
+    done = await rec.wait_for("response.done")
+    assert done["response"]["status"] == "failed"
+    assert done["response"]["status_details"]["error"]["message"] == "fake language model failure"
+    rec.engines.llm.fail = False  # type: ignore[attr-defined]
+    await rec.send({"type": "response.create"})
+    second = await rec.wait_for("response.done", 2)
+    assert second["response"]["status"] == "completed"
+    assert_all_valid(rec)
+    await rec.session.close()
+
+
+async def test_truncate_cuts_audio_and_unheard_transcript() -> None:
+    reply = [TextDelta("First sentence here. Second one is longer than the first."), Finish("stop")]
+    rec = await started(llm=FakeLLM(replies=[reply]))
+    await rec.send(USER_HI)
+    await rec.send({"type": "response.create"})
+    done = await rec.wait_for("response.done")
+    item_id = done["response"]["output"][0]["id"]
+    first_piece_ms = len("First sentence here.") * 10  # the fake TTS speaks 10 ms per character
+    await rec.send({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0,
+                    "audio_end_ms": first_piece_ms + 50})
+    truncated = await rec.wait_for("conversation.item.truncated")
+    assert truncated["audio_end_ms"] == first_piece_ms + 50
+    item = rec.session.conversation.get(item_id)
+    assert item.data["content"][0]["transcript"] == "First sentence here. "
+    assert abs(item.audio_ms(0) - (first_piece_ms + 50)) < 1
+    await rec.send({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0,
+                    "audio_end_ms": 100_000})
+    error = await rec.wait_for("error")
+    assert error["error"]["param"] == "audio_end_ms"
+    await rec.send({"type": "conversation.item.retrieve", "item_id": item_id})
+    retrieved = await rec.wait_for("conversation.item.retrieved")
+    assert len(base64.b64decode(retrieved["item"]["content"][0]["audio"])) == (first_piece_ms + 50) * 48
+    await rec.session.close()
+
+
+async def test_server_vad_turn_and_barge_in() -> None:
+    stt = FakeSTT(transcripts=["first turn", "second turn"])
+    rec = await started(stt=stt, llm=FakeLLM(delay_s=0.3))
+    silence = bytes(48 * 100)
+    for _ in range(5):
+        await rec.send(append(silence))
+    for _ in range(10):
+        await rec.send(append(tone(100)))
+    for _ in range(8):
+        await rec.send(append(silence))
+    started_ev = await rec.wait_for("input_audio_buffer.speech_started")
+    stopped = await rec.wait_for("input_audio_buffer.speech_stopped")
+    committed = await rec.wait_for("input_audio_buffer.committed")
+    assert started_ev["item_id"] == stopped["item_id"] == committed["item_id"]
+    assert 150 <= started_ev["audio_start_ms"] <= 250  # speech at 500 ms minus 300 ms padding
+    assert 1450 <= stopped["audio_end_ms"] <= 1600
+    await rec.wait_for("response.created")
+    # The user speaks again while the reply is generated: barge-in.
+    for _ in range(6):
+        await rec.send(append(tone(100)))
+    done = await rec.wait_for("response.done")
+    assert done["response"]["status"] == "cancelled"
+    assert done["response"]["status_details"]["reason"] == "turn_detected"
+    assert_all_valid(rec)
+    await rec.session.close()
+
+
+async def test_close_cancels_running_work() -> None:
+    rec = await started(llm=FakeLLM(delay_s=5))
+    await rec.send(USER_HI)
+    await rec.send({"type": "response.create"})
+    await rec.wait_for("response.created")
+    await asyncio.wait_for(rec.session.close(), 5)
+    assert rec.types()[-1] == "response.done"
