@@ -36,7 +36,6 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     log_format: Literal["text", "json"] = Field("text", description="Log format.")
-    data_dir: Path = Field(Path("data"), description="Directory for Parley's own files.")
 
     instructions: str = Field(DEFAULT_INSTRUCTIONS, description="Default session instructions.")
     voice: str = Field("marin", description="Default output voice.")
@@ -58,10 +57,10 @@ class Settings(BaseSettings):
     vad: str = Field("silero", description="Voice activity detector: silero.")
 
     requests_per_minute: int = Field(
-        600, ge=1, description="Responses a session may start per minute (reported in rate_limits)."
+        600, ge=1, description="Responses a session may start per minute; more are refused."
     )
     tokens_per_minute: int = Field(
-        200_000, ge=1, description="Tokens a session may use per minute (reported in rate_limits)."
+        200_000, ge=1, description="Tokens a session may use per minute; past it responses are refused."
     )
 
     @field_validator("api_keys", mode="before")

@@ -336,3 +336,23 @@ async def test_close_cancels_running_work() -> None:
     await rec.wait_for("response.created")
     await asyncio.wait_for(rec.session.close(), 5)
     assert rec.types()[-1] == "response.done"
+
+
+async def test_rate_limits_are_reported_and_enforced() -> None:
+    from parley.config import Settings
+
+    rec = Recorder()
+    rec.session.settings = Settings(requests_per_minute=2)
+    rec.session.rate_limits.requests_per_minute = 2
+    await rec.session.start()
+    await rec.send(TEXT_ONLY)
+    await rec.send(USER_HI)
+    for count in (1, 2):
+        await rec.send({"type": "response.create"})
+        await rec.wait_for("response.done", count)
+    limits = [e for e in rec.events if e["type"] == "rate_limits.updated"]
+    assert [next(r for r in e["rate_limits"] if r["name"] == "requests")["remaining"] for e in limits] == [1, 0]
+    await rec.send({"type": "response.create", "event_id": "third"})
+    error = await rec.wait_for("error")
+    assert error["error"]["code"] == "rate_limit_exceeded" and error["error"]["event_id"] == "third"
+    await rec.session.close()

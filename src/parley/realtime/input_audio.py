@@ -50,6 +50,7 @@ class InputAudio:
     def configure(self) -> None:
         """Apply the session's input settings (after ``session.update``)."""
         fmt = AudioFormat.from_wire(self.session.config.input["format"])
+        format_changed = fmt != self.format or self._vad_resampler is None
         if fmt != self.format:
             self._drop_live()
             self.format = fmt
@@ -68,7 +69,9 @@ class InputAudio:
                     silence_duration_ms=int(silence if silence is not None else _semantic_silence(turn)),
                 )
                 self._segmenter.reset(self.buffer.position_ms)
-        self._vad_resampler = StreamResampler(self.format.sample_rate, VAD_RATE)
+        if format_changed:
+            # Only with a new format: a resampler holds back a few ms that positions depend on.
+            self._vad_resampler = StreamResampler(self.format.sample_rate, VAD_RATE)
 
     # -- appending --------------------------------------------------------------------------------
 

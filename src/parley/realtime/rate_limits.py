@@ -22,6 +22,16 @@ class RateLimits:
         while self._tokens and now - self._tokens[0][0] >= WINDOW_S:
             self._tokens.popleft()
 
+    def exhausted(self) -> str | None:
+        """Which budget is used up, if any."""
+        now = time.monotonic()
+        self._expire(now)
+        if len(self._requests) >= self.requests_per_minute:
+            return "requests"
+        if sum(t for _, t in self._tokens) >= self.tokens_per_minute:
+            return "tokens"
+        return None
+
     def start_response(self, reserved_tokens: int) -> list[dict[str, Any]]:
         """Count one response reserving ``reserved_tokens``; return the wire ``rate_limits``."""
         now = time.monotonic()

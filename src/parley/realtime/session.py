@@ -208,6 +208,15 @@ class RealtimeSession:
                 f"Conversation already has an active response in progress: {self.active.id}. "
                 "Wait until the response is finished before creating a new one.",
             )
+        exhausted = self.rate_limits.exhausted()
+        if exhausted is not None:
+            limit = self.rate_limits.snapshot()[0 if exhausted == "requests" else 1]
+            raise ProtocolError(
+                "rate_limit_exceeded",
+                f"This session used its {exhausted} budget for the minute (limit {limit['limit']}); "
+                f"try again in {limit['reset_seconds']:.1f} s.",
+                type="rate_limit_error",
+            )
         response = Response(
             params,
             llm=self.engines.llm,
