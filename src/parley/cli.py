@@ -90,10 +90,15 @@ async def _serve(settings: Settings) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
-    sockets = site._server.sockets if site._server is not None else []  # noqa: SLF001
-    port = sockets[0].getsockname()[1] if sockets else settings.port
-    log.info("Parley %s listening on http://%s:%s (WebSocket ws://%s:%s/v1/realtime)",
-             __version__, settings.host, port, settings.host, port)
+    port = runner.addresses[0][1] if runner.addresses else settings.port
+    log.info(
+        "Parley %s listening on http://%s:%s (WebSocket ws://%s:%s/v1/realtime)",
+        __version__,
+        settings.host,
+        port,
+        settings.host,
+        port,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -107,9 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="parley", description="A self-hosted OpenAI Realtime API server.")
     parser.add_argument("--version", action="version", version=f"parley {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the server", description="Run the Parley server. "
-                                "Every option can also be set with its PARLEY_* environment variable, "
-                                "or in a TOML file named by PARLEY_CONFIG.")
+    serve = commands.add_parser(
+        "serve",
+        help="run the server",
+        description="Run the Parley server. "
+        "Every option can also be set with its PARLEY_* environment variable, "
+        "or in a TOML file named by PARLEY_CONFIG.",
+    )
     _add_setting_options(serve)
     talk = commands.add_parser("talk", help="talk to a Realtime server from the terminal")
     from parley.client.talk import add_arguments as add_talk_arguments

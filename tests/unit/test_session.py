@@ -86,7 +86,12 @@ async def test_text_turn_event_order_and_ids() -> None:
 
 async def test_audio_turn_streams_audio_with_exact_transcript() -> None:
     tts = FakeTTS()
-    reply = [TextDelta("Hello there. "), TextDelta("How can I help"), TextDelta(" you today?"), Finish("stop")]
+    reply = [
+        TextDelta("Hello there. "),
+        TextDelta("How can I help"),
+        TextDelta(" you today?"),
+        Finish("stop"),
+    ]
     rec = await started(llm=FakeLLM(replies=[reply]), tts=tts)
     await rec.send(USER_HI)
     await rec.send({"type": "response.create"})
@@ -201,8 +206,15 @@ async def test_commit_audio_is_transcribed_for_the_model() -> None:
     stt = FakeSTT(transcripts=["what is my balance"])
     llm = FakeLLM()
     rec = await started(stt=stt, llm=llm)
-    await rec.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
-        "turn_detection": None, "transcription": {"model": "whisper-1"}}}}})
+    await rec.send(
+        {
+            "type": "session.update",
+            "session": {
+                "type": "realtime",
+                "audio": {"input": {"turn_detection": None, "transcription": {"model": "whisper-1"}}},
+            },
+        }
+    )
     await rec.send(append(tone(500)))
     await rec.send({"type": "input_audio_buffer.commit"})
     committed = await rec.wait_for("input_audio_buffer.committed")
@@ -230,10 +242,17 @@ async def test_commit_audio_is_transcribed_for_the_model() -> None:
             "item_id",
         ),
         ({**USER_HI, "previous_item_id": "missing"}, "item_not_found", "previous_item_id"),
-        ({"type": "session.update", "session": {"type": "realtime", "bogus": 1}}, "unknown_parameter", "session.bogus"),
+        (
+            {"type": "session.update", "session": {"type": "realtime", "bogus": 1}},
+            "unknown_parameter",
+            "session.bogus",
+        ),
         ({"type": "session.update", "session": {}}, "missing_required_parameter", "session.type"),
-        ({"type": "response.create", "response": {"input": [{"type": "item_reference", "id": "x"}]}},
-         "item_not_found", "response.input[0].id"),
+        (
+            {"type": "response.create", "response": {"input": [{"type": "item_reference", "id": "x"}]}},
+            "item_not_found",
+            "response.input[0].id",
+        ),
         ({"type": "input_audio_buffer.append", "audio": "%%%"}, "invalid_value", "audio"),
         ({"type": "output_audio_buffer.clear"}, "invalid_event", None),
     ],
@@ -285,15 +304,27 @@ async def test_truncate_cuts_audio_and_unheard_transcript() -> None:
     done = await rec.wait_for("response.done")
     item_id = done["response"]["output"][0]["id"]
     first_piece_ms = len("First sentence here.") * 10  # the fake TTS speaks 10 ms per character
-    await rec.send({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0,
-                    "audio_end_ms": first_piece_ms + 50})
+    await rec.send(
+        {
+            "type": "conversation.item.truncate",
+            "item_id": item_id,
+            "content_index": 0,
+            "audio_end_ms": first_piece_ms + 50,
+        }
+    )
     truncated = await rec.wait_for("conversation.item.truncated")
     assert truncated["audio_end_ms"] == first_piece_ms + 50
     item = rec.session.conversation.get(item_id)
     assert item.data["content"][0]["transcript"] == "First sentence here. "
     assert abs(item.audio_ms(0) - (first_piece_ms + 50)) < 1
-    await rec.send({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0,
-                    "audio_end_ms": 100_000})
+    await rec.send(
+        {
+            "type": "conversation.item.truncate",
+            "item_id": item_id,
+            "content_index": 0,
+            "audio_end_ms": 100_000,
+        }
+    )
     error = await rec.wait_for("error")
     assert error["error"]["param"] == "audio_end_ms"
     await rec.send({"type": "conversation.item.retrieve", "item_id": item_id})
@@ -351,7 +382,10 @@ async def test_rate_limits_are_reported_and_enforced() -> None:
         await rec.send({"type": "response.create"})
         await rec.wait_for("response.done", count)
     limits = [e for e in rec.events if e["type"] == "rate_limits.updated"]
-    assert [next(r for r in e["rate_limits"] if r["name"] == "requests")["remaining"] for e in limits] == [1, 0]
+    assert [next(r for r in e["rate_limits"] if r["name"] == "requests")["remaining"] for e in limits] == [
+        1,
+        0,
+    ]
     await rec.send({"type": "response.create", "event_id": "third"})
     error = await rec.wait_for("error")
     assert error["error"]["code"] == "rate_limit_exceeded" and error["error"]["event_id"] == "third"

@@ -111,7 +111,9 @@ class InputAudio:
                 language=transcription.get("language"),
                 prompt=transcription.get("prompt"),
             )
-            self._stt_resampler = StreamResampler(self.format.sample_rate, self.session.engines.stt.sample_rate)
+            self._stt_resampler = StreamResampler(
+                self.format.sample_rate, self.session.engines.stt.sample_rate
+            )
         assert self._stt_resampler is not None
         self._live.feed(self._stt_resampler.process(pcm))
 
@@ -254,4 +256,3 @@ class InputAudio:
 def _semantic_silence(turn: dict[str, Any]) -> int:
     """semantic_vad without a turn-end model yet: the eagerness picks the silence that ends a turn."""
     return {"low": 1200, "medium": 700, "auto": 700, "high": 400}.get(str(turn.get("eagerness")), 700)
-

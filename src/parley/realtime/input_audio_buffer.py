@@ -60,7 +60,7 @@ class InputAudioBuffer:
     def take_until(self, position_ms: float) -> bytes:
         """Remove and return the audio up to session position ``position_ms``; keep the rest."""
         keep_ms = max(0.0, self.position_ms - position_ms)
-        keep_bytes = min(len(self._data), int(round(keep_ms * self.format.bytes_per_ms)))
+        keep_bytes = min(len(self._data), round(keep_ms * self.format.bytes_per_ms))
         width = 2 if self.format.type == "audio/pcm" else 1
         keep_bytes -= keep_bytes % width
         cut = len(self._data) - keep_bytes

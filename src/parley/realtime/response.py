@@ -114,7 +114,9 @@ class Response:
         self._finish_reason: str | None = None
         self._output_chars = 0
         self._audio_ms = 0.0
-        self.target = OutputTarget(self.id, self.output, conversation if params.in_conversation else None, emit)
+        self.target = OutputTarget(
+            self.id, self.output, conversation if params.in_conversation else None, emit
+        )
 
     @property
     def done(self) -> bool:
@@ -177,7 +179,8 @@ class Response:
         request = ChatRequest(
             messages=self._messages,
             tools=[
-                FunctionTool(t["name"], t.get("description") or "", t.get("parameters") or {}) for t in p.tools
+                FunctionTool(t["name"], t.get("description") or "", t.get("parameters") or {})
+                for t in p.tools
             ],
             tool_choice=_tool_choice(p.tool_choice),
             max_output_tokens=p.max_output_tokens,
@@ -205,7 +208,12 @@ class Response:
         if self._message is None:
             p = self.params
             self._message = MessageWriter(
-                self.target, audio=p.audio, tts=self.tts, voice=p.voice, speed=p.speed, audio_format=p.output_format
+                self.target,
+                audio=p.audio,
+                tts=self.tts,
+                voice=p.voice,
+                speed=p.speed,
+                audio_format=p.output_format,
             )
             self._message.on_first_audio = self._mark_first_audio
             await self._message.start()

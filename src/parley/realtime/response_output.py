@@ -226,4 +226,3 @@ class FunctionCallWriter:
 
 def output_wire(items: list[Item]) -> list[dict[str, Any]]:
     return [item.wire() for item in items]
-

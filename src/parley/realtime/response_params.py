@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from parley.audio.pcm import AudioFormat
-from parley.protocol.client_events import ItemReference, ParsedResponseCreate
+from parley.protocol.client_events import ItemReference, ParsedResponseCreate, ResponseInput
 from parley.protocol.errors import ProtocolError
 from parley.protocol.session_config import SessionConfig
 from parley.realtime.conversation import Conversation, Item
@@ -75,12 +75,12 @@ def resolve_params(
 
 
 def _resolve_input(
-    entries: list[object], conversation: Conversation, input_format: AudioFormat
+    entries: ResponseInput, conversation: Conversation, input_format: AudioFormat
 ) -> list[Item]:
     items: list[Item] = []
     for index, entry in enumerate(entries):
         if isinstance(entry, ItemReference):
             items.append(conversation.get(entry.id, param=f"response.input[{index}].id"))
         else:
-            items.append(item_from_client(entry, input_format, param=f"response.input[{index}]"))  # type: ignore[arg-type]
+            items.append(item_from_client(entry, input_format, param=f"response.input[{index}]"))
     return items

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*\s+|\n+")
-_CLAUSE_END = re.compile(r"[,;:—–]\s+")
+_CLAUSE_END = re.compile(r"[,;:\u2014\u2013]\s+")  # comma, semicolon, colon, em/en dash
 FIRST_CLAUSE_MIN_WORDS = 4
 MAX_PIECE_CHARS = 240
 
@@ -39,9 +39,10 @@ class SentenceChunker:
     def _next_piece(self) -> str | None:
         match = _SENTENCE_END.search(self._pending)
         if match is None and self._released == 0:
-            clause = _CLAUSE_END.search(self._pending)
-            if clause is not None and len(self._pending[: clause.start()].split()) >= FIRST_CLAUSE_MIN_WORDS:
-                match = clause
+            for clause in _CLAUSE_END.finditer(self._pending):
+                if len(self._pending[: clause.start()].split()) >= FIRST_CLAUSE_MIN_WORDS:
+                    match = clause
+                    break
         if match is None:
             if len(self._pending) <= MAX_PIECE_CHARS:
                 return None

@@ -28,7 +28,6 @@ from openai.types.realtime import (
 from pydantic import BaseModel
 
 from parley import ids
-from parley.audio.pcm import AudioFormat
 from parley.config import Settings
 from parley.engines.registry import Engines
 from parley.protocol import server_events as ev
@@ -136,7 +135,9 @@ class RealtimeSession:
             await self.emit(ev.error(exc.with_event_id(event_id_of(data))))
         except Exception as exc:
             log.exception("session %s: unexpected error handling a client event", self.id)
-            error = ProtocolError("server_error", f"The server failed to handle the event: {exc}", type="server_error")
+            error = ProtocolError(
+                "server_error", f"The server failed to handle the event: {exc}", type="server_error"
+            )
             await self.emit(ev.error(error.with_event_id(event_id_of(data))))
 
     async def dispatch(self, event: BaseModel | ParsedAppend | ParsedResponseCreate) -> None:
@@ -249,13 +250,12 @@ class RealtimeSession:
         return build_messages(params.instructions, items)
 
     async def _response_cancel(self, response_id: str | None) -> None:
-        if response_id is not None:
-            response = self.responses.get(response_id)
-        else:
-            response = self.active
+        response = self.responses.get(response_id) if response_id is not None else self.active
         if response is None or response.done:
             raise ProtocolError(
-                "response_cancel_not_active", "Cancellation failed: no active response found", param="response_id"
+                "response_cancel_not_active",
+                "Cancellation failed: no active response found",
+                param="response_id",
             )
         response.cancel("client_cancelled")
         if response.task is not None:
