@@ -1,0 +1,259 @@
+"""The default text-to-speech engine: espeak-ng 1.52 from the ``espeakng-loader`` wheel, via ctypes.
+
+libespeak-ng keeps global state and is not thread-safe, so the library is loaded and initialised
+once per process and every call into it holds one process-wide lock. Synthesis is synchronous (the
+library calls back with samples) and runs on one dedicated worker thread, so many sessions queue
+for it fairly without tying up the default executor. Long text is spoken sentence by sentence,
+so the first chunk is ready after the first sentence. espeak-ng is GPL-3.0-or-later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import re
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from parley.config import Settings
+from parley.engines.base import PCM, EngineError, MissingDependencyError
+
+NATIVE_RATE = 22050
+DEFAULT_VOICE = "marin"
+BASE_WPM = 175
+MIN_WPM, MAX_WPM = 80, 450
+
+
+@dataclass(frozen=True)
+class Voice:
+    """An espeak-ng voice (``language+variant``) with pitch and pitch range (0-100, 50 = as is)."""
+
+    name: str
+    pitch: int = 50
+    pitch_range: int = 50
+
+
+# Realtime API voice -> espeak-ng voice. Each is distinct; see the module tests.
+VOICE_MAP: dict[str, Voice] = {
+    "alloy": Voice("en-us+klatt4"),
+    "ash": Voice("en-us+klatt2"),
+    "ballad": Voice("en-us+m3"),
+    "coral": Voice("en-us+f2"),
+    "echo": Voice("en-us+klatt"),
+    "sage": Voice("en-us+f5"),
+    "shimmer": Voice("en-us+f4"),
+    "verse": Voice("en-us+m7"),
+    "marin": Voice("en-us+f1"),
+    "cedar": Voice("en-us+klatt6"),
+}
+
+# espeak-ng API constants (speak_lib.h).
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_DONT_EXIT = 0x8000
+_CHARS_UTF8 = 1
+_ENDPAUSE = 0x1000
+_POS_CHARACTER = 1
+_PARAM_RATE = 1
+_PARAM_PITCH = 3
+_PARAM_RANGE = 4
+_BUFFER_MS = 100
+
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+
+
+@dataclass
+class _Library:
+    lib: ctypes.CDLL
+    rate: int
+    callback: object  # keeps the ctypes callback alive
+    voice: str | None = None  # the voice currently loaded
+
+
+_LOCK = threading.RLock()
+_LIB: _Library | None = None
+_SINK: list[bytes] = []
+_EXECUTOR: ThreadPoolExecutor | None = None
+_EXECUTOR_LOCK = threading.Lock()
+
+
+def _on_samples(wav: int | None, count: int, _events: int | None) -> int:
+    if wav and count > 0:
+        _SINK.append(ctypes.string_at(wav, count * 2))
+    return 0
+
+
+def _library() -> _Library:
+    """Load and initialise libespeak-ng once; call with ``_LOCK`` held."""
+    global _LIB
+    if _LIB is not None:
+        return _LIB
+    try:
+        import espeakng_loader
+    except ImportError:
+        raise MissingDependencyError("espeak", "pip install espeakng-loader==0.2.4") from None
+    try:
+        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        data_path = espeakng_loader.get_data_path()
+    except (OSError, RuntimeError) as exc:
+        raise EngineError(f"could not load espeak-ng: {exc}") from exc
+    lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    lib.espeak_Initialize.restype = ctypes.c_int
+    lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
+    lib.espeak_SetSynthCallback.restype = None
+    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    lib.espeak_SetVoiceByName.restype = ctypes.c_int
+    lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib.espeak_SetParameter.restype = ctypes.c_int
+    lib.espeak_Synth.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_uint,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_uint,
+        ctypes.POINTER(ctypes.c_uint),
+        ctypes.c_void_p,
+    ]
+    lib.espeak_Synth.restype = ctypes.c_int
+    rate = lib.espeak_Initialize(
+        _AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, data_path.encode(), _INITIALIZE_DONT_EXIT
+    )
+    if rate <= 0:
+        raise EngineError(f"espeak-ng failed to initialise (data at {data_path})")
+    callback = _SynthCallback(_on_samples)
+    lib.espeak_SetSynthCallback(callback)
+    _LIB = _Library(lib=lib, rate=rate, callback=callback)
+    return _LIB
+
+
+def _synthesize_blocking(text: str, voice: Voice, wpm: int) -> PCM:
+    """Speak one piece of text to int16 samples (runs on the worker thread)."""
+    with _LOCK:
+        state = _library()
+        if state.voice != voice.name:
+            if state.lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
+                raise EngineError(f"espeak-ng has no voice {voice.name!r}")
+            state.voice = voice.name
+        for param, value in (
+            (_PARAM_RATE, wpm),
+            (_PARAM_PITCH, voice.pitch),
+            (_PARAM_RANGE, voice.pitch_range),
+        ):
+            state.lib.espeak_SetParameter(param, value, 0)
+        encoded = text.encode("utf-8") + b"\0"
+        _SINK.clear()
+        try:
+            err = state.lib.espeak_Synth(
+                encoded, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None
+            )
+            if err != 0:
+                raise EngineError(f"espeak-ng synthesis failed (error {err})")
+            audio = bytearray(b"".join(_SINK))
+        finally:
+            _SINK.clear()
+    return np.frombuffer(audio, dtype=np.int16)
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _EXECUTOR
+    with _EXECUTOR_LOCK:
+        if _EXECUTOR is None:
+            _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parley-espeak")
+        return _EXECUTOR
+
+
+_SENTENCE_END = re.compile(r"(?P<end>[.!?…]+[\"'\u201d\u2019)\]]*)\s+|\n\s*")
+_ABBREVIATION = re.compile(r"(?:^|\s)(?:mr|mrs|ms|dr|prof|st|sr|jr|vs|etc|e\.g|i\.e|no)\.$", re.IGNORECASE)
+_CLAUSE_END = re.compile(r"(?<=[,;:—])\s+")
+_MAX_PIECE = 240
+
+
+def split_text(text: str) -> list[str]:
+    """Split text into sentences (and long sentences into clauses) to synthesize one at a time."""
+    sentences: list[str] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        candidate = text[start : match.end("end") if match.group("end") else match.start()]
+        following = text[match.end() : match.end() + 1]
+        if "\n" not in match.group() and (following.islower() or _ABBREVIATION.search(candidate)):
+            continue  # "p.m. today", "Dr. Smith": not a sentence end
+        sentences.append(candidate)
+        start = match.end()
+    sentences.append(text[start:])
+    pieces: list[str] = []
+    for sentence in (s.strip() for s in sentences):
+        if len(sentence) <= _MAX_PIECE:
+            pieces.append(sentence)
+            continue
+        current = ""
+        for part in _CLAUSE_END.split(sentence):
+            if current and len(current) + len(part) + 1 > _MAX_PIECE:
+                pieces.append(current)
+                current = ""
+            current = f"{current} {part}" if current else part
+            while len(current) > _MAX_PIECE:
+                cut = current.rfind(" ", 0, _MAX_PIECE)
+                cut = cut if cut > 0 else _MAX_PIECE
+                pieces.append(current[:cut])
+                current = current[cut:].lstrip()
+        pieces.append(current)
+    return [p for p in pieces if any(ch.isalnum() for ch in p)]
+
+
+def words_per_minute(speed: float) -> int:
+    """API speed (0.25-1.5, 1 = normal) to espeak-ng words per minute, within espeak's range."""
+    return max(MIN_WPM, min(MAX_WPM, round(BASE_WPM * speed)))
+
+
+class EspeakTTS:
+    """espeak-ng speaking with the Realtime API's voice names."""
+
+    name = "espeak"
+
+    def __init__(self, *, default_voice: str = DEFAULT_VOICE) -> None:
+        self.sample_rate = NATIVE_RATE
+        self.default_voice = default_voice if default_voice in VOICE_MAP else DEFAULT_VOICE
+
+    def voices(self) -> list[str]:
+        return list(VOICE_MAP)
+
+    def espeak_voice(self, voice: str) -> Voice:
+        """The espeak-ng voice for an API voice name; unknown names get the default voice."""
+        return VOICE_MAP.get(voice, VOICE_MAP[self.default_voice])
+
+    async def synthesize(self, text: str, *, voice: str, speed: float = 1.0) -> AsyncIterator[PCM]:
+        pieces = split_text(text.replace("\0", " "))
+        if not pieces:
+            return
+        espeak_voice = self.espeak_voice(voice)
+        wpm = words_per_minute(speed)
+        loop = asyncio.get_running_loop()
+        for piece in pieces:
+            try:
+                pcm = await loop.run_in_executor(_executor(), _synthesize_blocking, piece, espeak_voice, wpm)
+            except EngineError:
+                raise
+            except Exception as exc:  # a ctypes or library failure: report it as an engine error
+                raise EngineError(f"espeak-ng synthesis failed: {exc}") from exc
+            if pcm.size:
+                yield pcm
+
+    async def warm_up(self) -> None:
+        def check() -> None:
+            with _LOCK:
+                rate = _library().rate
+            if rate != NATIVE_RATE:
+                raise EngineError(f"espeak-ng reports {rate} Hz, expected {NATIVE_RATE}")
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(_executor(), check)
+        async for _ in self.synthesize("Hello.", voice=self.default_voice):
+            pass
+
+
+def create(settings: Settings) -> EspeakTTS:
+    return EspeakTTS(default_voice=settings.voice)
