@@ -110,7 +110,9 @@ def _parse(data: dict[str, Any]) -> ClientEvent:
             param="type",
         )
     if "event_id" in data and not isinstance(data["event_id"], str):
-        raise ProtocolError("invalid_type", "Invalid type for 'event_id': expected a string.", param="event_id")
+        raise ProtocolError(
+            "invalid_type", "Invalid type for 'event_id': expected a string.", param="event_id"
+        )
     if kind == "input_audio_buffer.append":
         return _parse_append(data)
     if kind == "response.create":
@@ -156,7 +158,9 @@ def _parse_response_create(data: dict[str, Any]) -> ParsedResponseCreate:
     if raw_input is not None:
         if not isinstance(raw_input, list):
             raise ProtocolError(
-                "invalid_type", "Invalid type for 'response.input': expected an array.", param="response.input"
+                "invalid_type",
+                "Invalid type for 'response.input': expected an array.",
+                param="response.input",
             )
         parsed_input = [_parse_input_entry(entry, index) for index, entry in enumerate(raw_input)]
     _check_response_params(event)
@@ -195,7 +199,8 @@ def _check_response_params(event: ResponseCreateEvent) -> None:
     for key, value in metadata.items():
         if len(key) > 64 or not isinstance(value, str) or len(value) > 512:
             raise invalid_value(
-                f"response.metadata.{key}", "keys are at most 64 characters and values strings of at most 512."
+                f"response.metadata.{key}",
+                "keys are at most 64 characters and values strings of at most 512.",
             )
     if response.output_modalities is not None and response.output_modalities not in (["audio"], ["text"]):
         raise invalid_value("response.output_modalities", "use either ['audio'] or ['text'].")

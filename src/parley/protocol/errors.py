@@ -37,9 +37,7 @@ def unknown_parameter(param: str) -> ProtocolError:
 
 
 def missing_parameter(param: str) -> ProtocolError:
-    return ProtocolError(
-        "missing_required_parameter", f"Missing required parameter: '{param}'.", param=param
-    )
+    return ProtocolError("missing_required_parameter", f"Missing required parameter: '{param}'.", param=param)
 
 
 def invalid_value(param: str, message: str) -> ProtocolError:

@@ -134,10 +134,17 @@ def to_protocol_error(exc: ValidationError, data: Any, prefix: Sequence[str | in
     kind = error["type"]
     got = _lookup(data, path)
     if kind == "missing":
-        return ProtocolError("missing_required_parameter", f"Missing required parameter: '{param}'.", param=param)
+        return ProtocolError(
+            "missing_required_parameter", f"Missing required parameter: '{param}'.", param=param
+        )
     if kind in ("literal_error", "enum", "union_tag_invalid"):
         return ProtocolError("invalid_value", f"Invalid value: '{got}'. {error['msg']}.", param=param)
-    if kind.endswith(("_type", "_parsing")) or kind in ("model_type", "model_attributes_type", "dict_type", "list_type"):
+    if kind.endswith(("_type", "_parsing")) or kind in (
+        "model_type",
+        "model_attributes_type",
+        "dict_type",
+        "list_type",
+    ):
         return ProtocolError(
             "invalid_type",
             f"Invalid type for '{param}': {error['msg'].lower()}, but got {_describe(got)} instead.",

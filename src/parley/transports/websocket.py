@@ -69,7 +69,9 @@ async def realtime_websocket(request: web.Request) -> web.StreamResponse:
         compress=False,
     )
     await ws.prepare(request)
-    await serve_session(ws, request.app[SETTINGS], request.app[ENGINES], request.query.get("model") or DEFAULT_MODEL)
+    await serve_session(
+        ws, request.app[SETTINGS], request.app[ENGINES], request.query.get("model") or DEFAULT_MODEL
+    )
     return ws
 
 
@@ -106,7 +108,8 @@ async def serve_session(ws: web.WebSocketResponse, settings: Settings, engines: 
                 await emit(
                     ev.error(
                         ProtocolError(
-                            "invalid_event", "Binary frames are not supported; send JSON events as text frames."
+                            "invalid_event",
+                            "Binary frames are not supported; send JSON events as text frames.",
                         )
                     )
                 )
