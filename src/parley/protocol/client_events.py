@@ -131,19 +131,22 @@ def _check_session_type(data: dict[str, Any]) -> None:
 
 def _parse_append(data: dict[str, Any]) -> ParsedAppend:
     event: InputAudioBufferAppendEvent = validate(InputAudioBufferAppendEvent, data)
+    too_large = ProtocolError(
+        "invalid_value",
+        f"Audio of one input_audio_buffer.append event must be at most {MAX_APPEND_BYTES} bytes.",
+        param="audio",
+    )
     encoded = event.audio
-    if len(encoded) > (MAX_APPEND_BYTES * 4) // 3 + 4:
-        raise ProtocolError(
-            "invalid_value",
-            f"Audio of one input_audio_buffer.append event must be at most {MAX_APPEND_BYTES} bytes.",
-            param="audio",
-        )
+    if len(encoded) > (MAX_APPEND_BYTES + 2) // 3 * 4 + 4:  # refuse before decoding a huge string
+        raise too_large
     try:
         audio = binascii.a2b_base64(encoded, strict_mode=True)
     except (binascii.Error, ValueError):
         raise ProtocolError(
             "invalid_value", "Invalid 'audio': expected base64-encoded audio bytes.", param="audio"
         ) from None
+    if len(audio) > MAX_APPEND_BYTES:
+        raise too_large
     return ParsedAppend(event_id=event.event_id, audio=audio)
 
 

@@ -110,6 +110,7 @@ class Response:
         self._usage: Usage | None = None
         self._messages: list[Message] = []
         self._message: MessageWriter | None = None
+        self._message_done = False
         self._calls: dict[int, FunctionCallWriter] = {}
         self._finish_reason: str | None = None
         self._output_chars = 0
@@ -198,13 +199,16 @@ class Response:
                 self._usage = event
             elif isinstance(event, Finish):
                 self._finish_reason = event.reason
-        if self._message is not None:
+        if self._message is not None and not self._message_done:
             await self._message.finish_speaking()
 
     async def _on_text(self, text: str) -> None:
         if not text:
             return
         self._output_chars += len(text)
+        if self._message_done:
+            log.warning("response %s: text after a tool call is dropped", self.id)
+            return
         if self._message is None:
             p = self.params
             self._message = MessageWriter(
@@ -228,8 +232,14 @@ class Response:
             return
         call = self._calls.get(delta.index)
         if call is None:
-            if self._message is not None and not self._calls:
+            if self._message is not None and not self._message_done:
+                # Output items stream one after another: the message ends before a call begins.
+                # Calls themselves are finished only when the model's stream ends, so a response
+                # cancelled before then never announces a call to make.
                 await self._message.finish_speaking()
+                self._audio_ms = self._message.audio_ms
+                await self._message.done("completed")
+                self._message_done = True
             call = FunctionCallWriter(self.target, name=delta.name or "", call_id=delta.call_id)
             self._calls[delta.index] = call
             await call.start()
@@ -251,7 +261,7 @@ class Response:
                 "error": {"type": error.type, "code": error.code, "message": error.message},
             }
         item_status = "completed" if status == "completed" else "incomplete"
-        if self._message is not None:
+        if self._message is not None and not self._message_done:
             self._audio_ms = self._message.audio_ms
             await self._message.done(item_status)
         for index in sorted(self._calls):
