@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 def new_id(prefix: str, length: int = 20) -> str:
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    # os.urandom once per id (secrets.choice per character costs ~40 µs an id); the slight modulo
+    # bias does not matter for identifiers.
+    return prefix + "".join(_ALPHABET[b % 62] for b in os.urandom(length))
 
 
 def event_id() -> str:

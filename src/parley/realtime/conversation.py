@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +13,7 @@ from parley.protocol.errors import ProtocolError
 ROOT = "root"
 
 
-@dataclass
+@dataclass(eq=False)
 class Item:
     """One conversation item. ``data`` is the wire item without audio bytes."""
 
@@ -43,7 +42,9 @@ class Item:
         return str(role) if role is not None else None
 
     def wire(self, *, with_audio: bool = False) -> dict[str, Any]:
-        item = copy.deepcopy(self.data)
+        item = dict(self.data)
+        if "content" in item:
+            item["content"] = [dict(part) for part in item["content"]]
         if with_audio:
             for index, audio in self.audio.items():
                 item["content"][index]["audio"] = base64.b64encode(bytes(audio)).decode("ascii")

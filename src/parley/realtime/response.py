@@ -108,6 +108,8 @@ class Response:
         self.task: asyncio.Task[None] | None = None
         self.timings = ResponseTimings()
         self._usage: Usage | None = None
+        self.usage: dict[str, Any] | None = None
+        """The wire ``usage``, set once the response is done."""
         self._messages: list[Message] = []
         self._message: MessageWriter | None = None
         self._message_done = False
@@ -139,7 +141,7 @@ class Response:
             "output_modalities": p.output_modalities,
             "max_output_tokens": p.wire_max_output_tokens(),
             "audio": {"output": {"format": p.output_format.to_wire(), "voice": p.voice}},
-            "usage": self._usage_wire() if self.done else None,
+            "usage": self.usage,
             "metadata": p.metadata,
         }
 
@@ -250,6 +252,7 @@ class Response:
 
     async def _finish(self, status: str, error: ProtocolError | None) -> None:
         self.status = status
+        self.usage = self._usage_wire()
         if status == "cancelled":
             self.status_details = {"type": "cancelled", "reason": self.cancel_reason}
         elif status == "incomplete":
@@ -297,4 +300,5 @@ class Response:
     def _context_items(self) -> list[Item]:
         if self.params.input is not None:
             return self.params.input
-        return [item for item in self.conversation.items() if item not in self.output]
+        produced = {item.id for item in self.output}
+        return [item for item in self.conversation.items() if item.id not in produced]

@@ -4,6 +4,7 @@ transcript) and function calls. Each writer emits its own events and finishes it
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -140,6 +141,8 @@ class MessageWriter:
             self.item.audio[0].extend(piece)
             self.audio_ms += self.format.duration_ms(len(piece))
             await self.target.emit(ev.output_audio_delta(self._ids, base64.b64encode(piece).decode("ascii")))
+            # Let the writer send it now rather than when this task next waits for an engine.
+            await asyncio.sleep(0)
 
     async def finish_speaking(self) -> None:
         """Speak what the chunker still holds (the end of the reply)."""

@@ -239,7 +239,7 @@ class RealtimeSession:
         self.responses.pop(response.id, None)
         if self.active is response:
             self.active = None
-        usage = response.wire()["usage"] or {}
+        usage = response.usage or {}
         self.rate_limits.record_tokens(reserved, int(usage.get("total_tokens", 0)))
         if not self._closed:
             self.audio.response_finished(response)
