@@ -146,17 +146,6 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def messages_text(request: dict[str, Any]) -> list[tuple[str, str]]:
-    """(role, text) of every chat message the scripted LLM was sent."""
-    result = []
-    for message in request["messages"]:
-        content = message.get("content")
-        if isinstance(content, list):
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        result.append((message["role"], content or ""))
-    return result
-
-
 # -- audio ----------------------------------------------------------------------------------------
 
 

@@ -73,8 +73,8 @@ async def test_second_default_response_is_refused(client: AsyncOpenAI, scripted:
         await start_text_session(conn)
         await add_item(conn, user_text("Talk for a while."))
         await conn.response.create(event_id="first")
-        started = await collect_until(conn, "response.created")
-        response_id = started[-1]["response"]["id"]
+        started = await collect_until(conn, "response.output_text.delta")
+        response_id = one(started, "response.created")["response"]["id"]
         await conn.response.create(event_id="second")
         events = await collect_until(conn, "error")
         error = events[-1]["error"]
