@@ -59,8 +59,9 @@ def test_engine_shape_and_factory() -> None:
 
 
 def test_every_api_voice_maps_to_a_distinct_espeak_voice(tts: EspeakTTS) -> None:
-    mapped = [tts.espeak_voice(v) for v in API_VOICES]
+    mapped = [tts.espeak_voice(v).name for v in API_VOICES]
     assert len(set(mapped)) == len(API_VOICES)
+    assert all(name.startswith("en-us+") for name in mapped)
 
 
 def test_unknown_voice_falls_back_to_default(tts: EspeakTTS) -> None:
@@ -108,6 +109,9 @@ async def test_voices_sound_different(tts: EspeakTTS) -> None:
     for female in ("coral", "sage", "shimmer", "marin"):
         for male in ("ash", "ballad", "echo", "verse", "cedar"):
             assert pitch_hz(audio[female]) > 1.4 * pitch_hz(audio[male]), (female, male)
+    # Per-voice pitch settings apply, and do not leak into the next voice.
+    assert pitch_hz(audio["alloy"]) > 1.15 * pitch_hz(audio["ash"])
+    assert pitch_hz(audio["cedar"]) < 0.95 * pitch_hz(audio["ash"])
 
 
 async def test_speed_changes_duration(tts: EspeakTTS) -> None:
@@ -123,6 +127,7 @@ def test_words_per_minute_mapping() -> None:
     assert words_per_minute(1.5) == 262
     assert words_per_minute(0.25) == 80  # espeak-ng's minimum
     assert words_per_minute(10) == 450
+    assert words_per_minute(float("nan")) == 175
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t", "...", " - "])
@@ -176,7 +181,7 @@ async def test_stopping_early_leaves_engine_usable(tts: EspeakTTS) -> None:
 
 
 async def test_library_errors_become_engine_errors(tts: EspeakTTS, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(espeak.VOICE_MAP, "alloy", "no-such-voice+nothing")
+    monkeypatch.setitem(espeak.VOICE_MAP, "alloy", espeak.Voice("no-such-voice+nothing"))
     with pytest.raises(EngineError):
         await speak(tts, "Hello.", voice="alloy")
     monkeypatch.undo()
