@@ -106,6 +106,7 @@ async def test_audio_turn_streams_audio_with_exact_transcript() -> None:
     assert len(audio) > 48 * 100  # more than 100 ms of pcm16 at 24 kHz
     item = done["response"]["output"][0]
     assert item["content"] == [{"type": "output_audio", "transcript": transcript}]
+    assert done["response"]["usage"]["output_token_details"]["audio_tokens"] > 0
     assert "audio" not in item["content"][0]
     assert_all_valid(rec)
     await rec.session.close()

@@ -252,7 +252,6 @@ class Response:
 
     async def _finish(self, status: str, error: ProtocolError | None) -> None:
         self.status = status
-        self.usage = self._usage_wire()
         if status == "cancelled":
             self.status_details = {"type": "cancelled", "reason": self.cancel_reason}
         elif status == "incomplete":
@@ -269,6 +268,7 @@ class Response:
             await self._message.done(item_status)
         for index in sorted(self._calls):
             await self._calls[index].done(item_status)
+        self.usage = self._usage_wire()  # after the items finished: it counts the audio they hold
         if error is not None:
             await self._emit(ev.error(error))
         await self._emit(ev.response_done(self.wire()))
