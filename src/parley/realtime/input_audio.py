@@ -41,7 +41,7 @@ class InputAudio:
         self._live: LiveRecognition | None = None
         self._speech_item_id: str | None = None
         self._transcripts: dict[str, asyncio.Task[None]] = {}
-        self._remainder = b""
+        self._decoder = self.format.stream_decoder()
         self._auto_response_pending = False
         self.configure()
 
@@ -55,7 +55,7 @@ class InputAudio:
             self._drop_live()
             self.format = fmt
             self.buffer.set_format(fmt)
-            self._remainder = b""
+            self._decoder = fmt.stream_decoder()
         turn = self.session.config.turn_detection
         if turn != self._turn:
             self._turn = dict(turn) if turn is not None else None
@@ -77,11 +77,7 @@ class InputAudio:
 
     async def append(self, audio: bytes) -> None:
         self.buffer.append(audio)
-        data = self._remainder + audio
-        width = 2 if self.format.type == "audio/pcm" else 1
-        usable = len(data) - len(data) % width
-        self._remainder = data[usable:]
-        pcm = self.format.decode(data[:usable])
+        pcm = self._decoder.decode(audio)
         if self._segmenter is None:
             self._feed_live(pcm)
             return
@@ -129,16 +125,12 @@ class InputAudio:
         if audio_start_ms > self.buffer.start_ms:
             self.buffer.take_until(audio_start_ms)
         self._drop_live()
-        self._feed_live(self.format.decode(self._whole_samples(self.buffer.peek())))
+        self._feed_live(self.format.decode(self.buffer.peek()))
         await self.session.emit(ev.input_audio_buffer_speech_started(audio_start_ms, self._speech_item_id))
         turn = self._turn or {}
         active = self.session.active
         if active is not None and turn.get("interrupt_response", True):
             active.cancel("turn_detected")
-
-    def _whole_samples(self, data: bytes) -> bytes:
-        width = 2 if self.format.type == "audio/pcm" else 1
-        return data[: len(data) - len(data) % width]
 
     async def _speech_stopped(self, audio_end_ms: int) -> None:
         item_id = self._speech_item_id or ids.item_id()
@@ -200,7 +192,7 @@ class InputAudio:
 
     def clear(self) -> None:
         self.buffer.clear()
-        self._remainder = b""
+        self._decoder.reset()
         self._drop_live()
         self._speech_item_id = None
         if self._segmenter is not None:
@@ -221,7 +213,7 @@ class InputAudio:
             if live is None:
                 live = LiveRecognition(stt, language=(settings or {}).get("language"), prompt=None)
                 assert item.audio_format is not None
-                pcm = item.audio_format.decode(self._whole_samples(bytes(item.audio[index])))
+                pcm = item.audio_format.decode(bytes(item.audio[index]))
                 live.feed(resample(pcm, item.audio_format.sample_rate, stt.sample_rate))
             result = await live.finish()
         except EngineError as exc:

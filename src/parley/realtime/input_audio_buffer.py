@@ -61,8 +61,7 @@ class InputAudioBuffer:
         """Remove and return the audio up to session position ``position_ms``; keep the rest."""
         keep_ms = max(0.0, self.position_ms - position_ms)
         keep_bytes = min(len(self._data), round(keep_ms * self.format.bytes_per_ms))
-        width = 2 if self.format.type == "audio/pcm" else 1
-        keep_bytes -= keep_bytes % width
+        keep_bytes -= keep_bytes % self.format.bytes_per_sample
         cut = len(self._data) - keep_bytes
         data = bytes(self._data[:cut])
         del self._data[:cut]

@@ -75,8 +75,7 @@ def truncate_item(item: Item, content_index: int, audio_end_ms: int) -> None:
             param="audio_end_ms",
         )
     assert item.audio_format is not None
-    keep = int(audio_end_ms * item.audio_format.bytes_per_ms)
-    keep -= keep % (2 if item.audio_format.type == "audio/pcm" else 1)
+    keep = item.audio_format.bytes_for_ms(audio_end_ms)
     del item.audio[content_index][keep:]
     heard = 0
     for mark_ms, length in item.spoken_marks:
