@@ -151,7 +151,7 @@ class InputAudio:
                 with contextlib.suppress(ProtocolError):
                     await self.session.create_response()
 
-            asyncio.get_running_loop().create_task(respond())
+            self.session.spawn(respond())
 
     # -- commit / clear ---------------------------------------------------------------------------
 

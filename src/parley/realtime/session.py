@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from openai.types.realtime import (
@@ -81,6 +81,8 @@ class RealtimeSession:
         self._on_expired = on_expired
         self._expiry: asyncio.TimerHandle | None = None
         self._closed = False
+        self.background: set[asyncio.Task[None]] = set()
+        """Tasks the session started on its own; referenced here so they are not collected."""
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -103,7 +105,12 @@ class RealtimeSession:
             if self._on_expired is not None:
                 await self._on_expired()
 
-        asyncio.get_running_loop().create_task(expire())
+        self.spawn(expire())
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     async def close(self) -> None:
         """Stop everything the session runs (responses, recognition); idempotent."""
