@@ -391,3 +391,28 @@ async def test_rate_limits_are_reported_and_enforced() -> None:
     error = await rec.wait_for("error")
     assert error["error"]["code"] == "rate_limit_exceeded" and error["error"]["event_id"] == "third"
     await rec.session.close()
+
+
+async def test_features_not_yet_available_are_refused_not_ignored() -> None:
+    rec = await started()
+    turn = {"type": "server_vad", "idle_timeout_ms": 5000}
+    await rec.send(
+        {
+            "type": "session.update",
+            "session": {"type": "realtime", "audio": {"input": {"turn_detection": turn}}},
+        }
+    )
+    await rec.send(
+        {
+            "type": "session.update",
+            "session": {"type": "realtime", "audio": {"input": {"noise_reduction": {"type": "near_field"}}}},
+        }
+    )
+    first = await rec.wait_for("error")
+    second = await rec.wait_for("error", 2)
+    assert first["error"]["param"] == "session.audio.input.turn_detection.idle_timeout_ms"
+    assert second["error"]["param"] == "session.audio.input.noise_reduction"
+    assert {first["error"]["code"], second["error"]["code"]} == {"unsupported_parameter"}
+    assert rec.session.config.turn_detection is not None
+    assert rec.session.config.turn_detection["idle_timeout_ms"] is None
+    await rec.session.close()

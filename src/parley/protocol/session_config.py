@@ -220,5 +220,11 @@ def _check_turn_detection(turn: dict[str, Any] | None) -> None:
         for key in ("prefix_padding_ms", "silence_duration_ms", "idle_timeout_ms"):
             if turn.get(key) is not None and int(turn[key]) < 0:
                 raise invalid_value(f"{prefix}.{key}", "expected a non-negative integer.")
+        if turn.get("idle_timeout_ms") is not None:
+            raise ProtocolError(
+                "unsupported_parameter",
+                "idle_timeout_ms is not available yet on this server; set it to null.",
+                param=f"{prefix}.idle_timeout_ms",
+            )
     elif turn["type"] == "semantic_vad" and turn.get("eagerness") not in ("low", "medium", "high", "auto"):
         raise invalid_value(f"{prefix}.eagerness", "expected one of 'low', 'medium', 'high', 'auto'.")
