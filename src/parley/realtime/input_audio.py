@@ -7,6 +7,8 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from parley import ids
 from parley.audio.pcm import AudioFormat
 from parley.audio.resample import StreamResampler, resample
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("parley.input_audio")
 
 VAD_RATE = 16000
+_NO_AUDIO = np.zeros(0, dtype=np.int16)
 IDLE_KEEP_MS = 1000
 """With turn detection on and nobody speaking, the buffer keeps this much audio beyond the prefix."""
 
@@ -99,19 +102,29 @@ class InputAudio:
     def _prefix_ms(self) -> int:
         return int((self._turn or {}).get("prefix_padding_ms", 300))
 
+    def _recognition(self) -> LiveRecognition:
+        transcription = self.session.config.transcription or {}
+        return LiveRecognition(
+            self.session.engines.stt,
+            language=transcription.get("language"),
+            prompt=transcription.get("prompt"),
+        )
+
     def _feed_live(self, pcm: PCM) -> None:
         if self._live is None:
-            transcription = self.session.config.transcription or {}
-            self._live = LiveRecognition(
-                self.session.engines.stt,
-                language=transcription.get("language"),
-                prompt=transcription.get("prompt"),
-            )
+            self._live = self._recognition()
             self._stt_resampler = StreamResampler(
                 self.format.sample_rate, self.session.engines.stt.sample_rate
             )
         assert self._stt_resampler is not None
         self._live.feed(self._stt_resampler.process(pcm))
+
+    def _take_live(self) -> LiveRecognition | None:
+        """The utterance being recognised, with the samples its resampler still held fed to it."""
+        live, self._live = self._live, None
+        if live is not None and self._stt_resampler is not None:
+            live.feed(self._stt_resampler.process(_NO_AUDIO, last=True))
+        return live
 
     def _drop_live(self) -> None:
         if self._live is not None:
@@ -187,8 +200,7 @@ class InputAudio:
         self.session.conversation.insert(item)
         await self.session.emit(ev.conversation_item_added(item.wire(), previous))
         await self.session.emit(ev.conversation_item_done(item.wire(), previous))
-        live, self._live = self._live, None
-        self.transcribe(item, live)
+        self.transcribe(item, self._take_live())
 
     def clear(self) -> None:
         self.buffer.clear()
@@ -211,7 +223,7 @@ class InputAudio:
         settings = self.session.config.transcription
         try:
             if live is None:
-                live = LiveRecognition(stt, language=(settings or {}).get("language"), prompt=None)
+                live = self._recognition()
                 assert item.audio_format is not None
                 pcm = item.audio_format.decode(bytes(item.audio[index]))
                 live.feed(resample(pcm, item.audio_format.sample_rate, stt.sample_rate))

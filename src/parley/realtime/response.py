@@ -116,7 +116,6 @@ class Response:
         self._calls: dict[int, FunctionCallWriter] = {}
         self._finish_reason: str | None = None
         self._output_chars = 0
-        self._audio_ms = 0.0
         self.target = OutputTarget(
             self.id, self.output, conversation if params.in_conversation else None, emit
         )
@@ -124,10 +123,6 @@ class Response:
     @property
     def done(self) -> bool:
         return self.status != "in_progress"
-
-    @property
-    def message(self) -> MessageWriter | None:
-        return self._message
 
     def wire(self) -> dict[str, Any]:
         p = self.params
@@ -239,7 +234,6 @@ class Response:
                 # Calls themselves are finished only when the model's stream ends, so a response
                 # cancelled before then never announces a call to make.
                 await self._message.finish_speaking()
-                self._audio_ms = self._message.audio_ms
                 await self._message.done("completed")
                 self._message_done = True
             call = FunctionCallWriter(self.target, name=delta.name or "", call_id=delta.call_id)
@@ -264,7 +258,6 @@ class Response:
             }
         item_status = "completed" if status == "completed" else "incomplete"
         if self._message is not None and not self._message_done:
-            self._audio_ms = self._message.audio_ms
             await self._message.done(item_status)
         for index in sorted(self._calls):
             await self._calls[index].done(item_status)
@@ -275,7 +268,8 @@ class Response:
 
     def _usage_wire(self) -> dict[str, Any]:
         audio_in = int(self._input_audio_seconds(self._context_items()) * AUDIO_TOKENS_PER_SECOND_IN)
-        audio_out = int(self._audio_ms / 1000 * AUDIO_TOKENS_PER_SECOND_OUT)
+        audio_ms = self._message.audio_ms if self._message is not None else 0.0
+        audio_out = int(audio_ms / 1000 * AUDIO_TOKENS_PER_SECOND_OUT)
         if self._usage is not None:
             text_in, text_out = self._usage.input_tokens, self._usage.output_tokens
         else:

@@ -41,7 +41,7 @@ from parley.protocol.client_events import (
 from parley.protocol.errors import ProtocolError
 from parley.protocol.session_config import SessionConfig, default_session
 from parley.realtime.context import Message, build_messages
-from parley.realtime.conversation import Conversation, Item
+from parley.realtime.conversation import Conversation
 from parley.realtime.input_audio import InputAudio
 from parley.realtime.items import item_from_client, truncate_item
 from parley.realtime.rate_limits import RateLimits
@@ -276,9 +276,3 @@ class RealtimeSession:
                 "output_audio_buffer.clear is only available on WebRTC and SIP connections; on a "
                 "WebSocket the client plays the audio and truncates with conversation.item.truncate.",
             )
-
-    def last_assistant_audio_item(self) -> Item | None:
-        for item in reversed(self.conversation.items()):
-            if item.role == "assistant" and item.audio:
-                return item
-        return None
