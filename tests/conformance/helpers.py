@@ -179,3 +179,14 @@ def voiced_span_ms(audio: bytes, frame_ms: int = 20) -> tuple[int, int]:
     levels = [rms(pcm[i : i + step]) for i in range(0, len(pcm) - step + 1, step)]
     loud = [i for i, level in enumerate(levels) if level > 0.1 * max(levels)]
     return loud[0] * frame_ms, (loud[-1] + 1) * frame_ms
+
+
+# How every audio message turn ends, completed or cancelled (PROTOCOL.md §4.5, §4.7).
+AUDIO_TURN_END = [
+    "response.output_audio.done",
+    "response.output_audio_transcript.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "conversation.item.done",
+    "response.done",
+]

@@ -15,6 +15,7 @@ from openai import AsyncOpenAI
 
 from tests.conformance.conftest import collect_until
 from tests.conformance.helpers import (
+    AUDIO_TURN_END,
     BYTES_PER_MS,
     TEXT_ONLY,
     Event,
@@ -46,14 +47,6 @@ AUDIO_TURN = [
     "response.output_item.added",
     "conversation.item.added",
     "response.content_part.added",
-]
-AUDIO_TURN_END = [
-    "response.output_audio.done",
-    "response.output_audio_transcript.done",
-    "response.content_part.done",
-    "response.output_item.done",
-    "conversation.item.done",
-    "response.done",
 ]
 
 

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import functools
-import shutil
-import subprocess
-import tempfile
-import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
-import soxr
 
 from parley.audio.resample import StreamResampler, resample
 from parley.engines.base import PCM
 from parley.engines.vad.silero import SileroVAD
 from parley.realtime.turn_detection import ServerVadSegmenter, SpeechStarted, SpeechStopped, TurnEvent
+from tests.speech import flite_speech
 
 RATE = 16
 """Samples per ms at 16 kHz."""
@@ -202,7 +197,6 @@ def test_rejects_audio_that_is_not_int16() -> None:
 # --------------------------------------------------------------------------------------------------
 # Silero on flite speech
 
-needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="needs Debian's flite")
 WEATHER = "What is the weather like in Paris tomorrow morning?"
 TIMER = "Set a timer for five minutes."
 
@@ -210,13 +204,7 @@ TIMER = "Set a timer for five minutes."
 @functools.cache
 def _utterance(text: str) -> PCM:
     """``text`` spoken by flite's rms voice at 16 kHz, trimmed to where it is above -50 dBFS (10 ms RMS)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "speech.wav"
-        subprocess.run(["flite", "-voice", "rms", "-t", text, "-o", str(path)], check=True)
-        with wave.open(str(path)) as wav:
-            rate = wav.getframerate()
-            audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
-    speech: PCM = soxr.resample(audio, rate, 16_000)
+    speech = flite_speech(text, 16_000)
     power = np.convolve(speech.astype(np.float64) ** 2, np.ones(10 * RATE) / (10 * RATE), "same")
     loud = np.nonzero(power > (32768 * 10 ** (-50 / 20)) ** 2)[0]
     return speech[loud[0] : loud[-1] + 1]
@@ -256,20 +244,17 @@ def _assert_turn(emitted: Emitted, span: tuple[float, float], silence_ms: float 
     assert end + silence_ms - 64 <= stopped_at <= end + silence_ms + 96, (stopped_at, end)
 
 
-@needs_flite
 @pytest.mark.parametrize("snr_db", [None, 20.0])
 def test_one_utterance_gives_one_turn(snr_db: float | None) -> None:
     audio, spans = _scene(1007.0, WEATHER, 1500.0, snr_db=snr_db)
     _assert_turn(_run(_silero(), audio, 20 * RATE), spans[0])
 
 
-@needs_flite
 def test_a_short_pause_does_not_split_an_utterance() -> None:
     audio, spans = _scene(1000.0, WEATHER, 300.0, TIMER, 1500.0)
     _assert_turn(_run(_silero(), audio, 20 * RATE), (spans[0][0], spans[1][1]))
 
 
-@needs_flite
 def test_a_long_pause_gives_two_turns() -> None:
     audio, spans = _scene(1000.0, WEATHER, 1500.0, TIMER, 1500.0, snr_db=20.0)
     emitted = _run(_silero(), audio, 20 * RATE)
@@ -278,7 +263,6 @@ def test_a_long_pause_gives_two_turns() -> None:
     _assert_turn(emitted[2:], spans[1])
 
 
-@needs_flite
 def test_positions_survive_the_sessions_streaming_resampler() -> None:
     audio, _ = _scene(1000.0, WEATHER, 1500.0, TIMER, 1500.0)
     reference = _events(_run(_silero(), audio, 320))
@@ -291,7 +275,6 @@ def test_positions_survive_the_sessions_streaming_resampler() -> None:
         assert abs(got - want) <= 8, (out, reference)
 
 
-@needs_flite
 def test_reset_after_a_commit_clamps_the_prefix() -> None:
     audio, spans = _scene(1000.0, WEATHER, 1500.0)
     committed = round((spans[0][0] - 100) * RATE)
@@ -322,7 +305,6 @@ def test_a_cough_like_burst_gives_no_turn() -> None:
     assert _run(_silero(), audio, 20 * RATE) == []
 
 
-@needs_flite
 def test_a_100_ms_speech_blip_gives_no_turn_unless_min_speech_is_zero() -> None:
     speech = _utterance(WEATHER).astype(np.float64)
     start = int(np.argmax(np.convolve(speech**2, np.ones(100 * RATE), "valid")))  # loudest 100 ms
@@ -335,7 +317,6 @@ def test_a_100_ms_speech_blip_gives_no_turn_unless_min_speech_is_zero() -> None:
     assert len(_run(_silero(min_speech_ms=0), audio, 20 * RATE)) == 2, "Silero does score the blip as speech"
 
 
-@needs_flite
 def test_chunk_size_does_not_change_the_events() -> None:
     audio, _ = _scene(1000.0, WEATHER, 300.0, TIMER, 1500.0, "Yes.", 1000.0, snr_db=20.0)
     audio[8_000 : 8_000 + 3 * RATE] = 32767

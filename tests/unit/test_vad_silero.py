@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import functools
-import shutil
-import subprocess
-import tempfile
-import wave
-from pathlib import Path
-
 import numpy as np
 import numpy.typing as npt
 import pytest
-import soxr
 
 from parley.config import Settings
 from parley.engines.base import PCM, VoiceActivityDetector
 from parley.engines.vad.silero import SileroVAD, create
+from tests.speech import flite_speech
 
 FRAME = 512
-needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="needs Debian's flite")
 
 
-@functools.cache
 def _speech(text: str) -> PCM:
-    """``text`` spoken by flite's rms voice, as 16 kHz int16."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "speech.wav"
-        subprocess.run(["flite", "-voice", "rms", "-t", text, "-o", str(path)], check=True)
-        with wave.open(str(path)) as wav:
-            rate = wav.getframerate()
-            audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
-    out: PCM = soxr.resample(audio, rate, 16_000)
-    return out
+    return flite_speech(text, 16_000)
 
 
 def _frames(audio: PCM) -> list[PCM]:
@@ -63,7 +46,6 @@ def test_rejects_wrong_frame_size() -> None:
         vad.speech_probability(np.zeros(480, dtype=np.int16))
 
 
-@needs_flite
 def test_speech_frames_score_high() -> None:
     speech = _speech("What is the weather like in Paris tomorrow morning?")
     lead = 16  # frames of silence before the speech (512 ms)
@@ -87,7 +69,6 @@ def test_silence_and_low_noise_score_low() -> None:
         assert max(probs) < 0.2, (level_dbfs, max(probs))
 
 
-@needs_flite
 def test_reset_forgets_the_recurrent_state() -> None:
     speech = _speech("Hello there, how are you doing today?")
     vad = SileroVAD()
