@@ -69,6 +69,8 @@ class SessionConfig:
     """The effective session (GA wire shape) with typed views for the engine."""
 
     data: dict[str, Any]
+    temperature: float | None = None
+    """Sampling temperature; not part of the GA session (the beta dialect's ``temperature`` sets it)."""
 
     def wire(self) -> dict[str, Any]:
         return copy.deepcopy(self.data)
