@@ -28,7 +28,7 @@ from parley.engines.base import (
 )
 from parley.engines.registry import Engines
 from parley.protocol import server_events as ev
-from parley.realtime.session import RealtimeSession
+from parley.realtime.session import RealtimeSession, SessionType
 
 
 class FakeVAD:
@@ -50,8 +50,9 @@ class FakeRecognition:
         self.samples = 0
 
     async def feed(self, pcm: PCM) -> str | None:
+        """The partial hypothesis is the transcript this utterance will get."""
         self.samples += len(pcm)
-        return None
+        return self.stt.transcripts[0] if self.stt.transcripts else None
 
     async def finish(self) -> Transcription:
         if self.stt.fail:
@@ -159,11 +160,15 @@ def fake_engines(**kwargs: Any) -> Engines:
 class Recorder:
     """A session wired to fake engines, with every emitted event recorded."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, session_type: SessionType = "realtime", **kwargs: Any) -> None:
         self.events: list[ev.Event] = []
         self.engines = fake_engines(**kwargs)
         self.session = RealtimeSession(
-            settings=Settings(), engines=self.engines, emit=self._emit, model="gpt-realtime"
+            settings=Settings(),
+            engines=self.engines,
+            emit=self._emit,
+            model="gpt-realtime",
+            session_type=session_type,
         )
         self._new = asyncio.Event()
 

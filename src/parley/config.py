@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     instructions: str = Field(DEFAULT_INSTRUCTIONS, description="Default session instructions.")
     voice: str = Field("marin", description="Default output voice.")
     session_max_minutes: float = Field(60.0, gt=0, description="Maximum session length in minutes.")
+    barge_in_min_ms: float = Field(
+        400.0,
+        ge=0,
+        description="Speech (with a word that is not a backchannel) that interrupts the assistant, in ms.",
+    )
 
     llm: str = Field("auto", description="LLM engine: auto, openai, echo.")
     llm_base_url: str | None = Field(

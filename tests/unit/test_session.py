@@ -393,26 +393,134 @@ async def test_rate_limits_are_reported_and_enforced() -> None:
     await rec.session.close()
 
 
-async def test_features_not_yet_available_are_refused_not_ignored() -> None:
-    rec = await started()
-    turn = {"type": "server_vad", "idle_timeout_ms": 5000}
+def _vad_update(**turn: object) -> dict[str, object]:
+    turn = {"type": "server_vad", **turn}
+    return {
+        "type": "session.update",
+        "session": {"type": "realtime", "audio": {"input": {"turn_detection": turn}}},
+    }
+
+
+async def test_idle_timeout_commits_the_silence_and_responds() -> None:
+    rec = await started(llm=FakeLLM(replies=[text_reply("Are you still there?")]))
+    await rec.send(_vad_update(idle_timeout_ms=1000))
+    for _ in range(9):
+        await rec.send(append(bytes(48 * 100)))
+    assert "input_audio_buffer.timeout_triggered" not in rec.types()
+    for _ in range(3):
+        await rec.send(append(bytes(48 * 100)))
+    timeout = await rec.wait_for("input_audio_buffer.timeout_triggered")
+    assert timeout["audio_end_ms"] == 1000
+    assert timeout["audio_start_ms"] < timeout["audio_end_ms"]
+    committed = await rec.wait_for("input_audio_buffer.committed")
+    assert committed["item_id"] == timeout["item_id"]
+    done = await rec.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    assert rec.types().count("input_audio_buffer.timeout_triggered") == 1
+    assert_all_valid(rec)
+    await rec.session.close()
+
+
+async def test_idle_timeout_waits_for_the_reply_to_finish_playing() -> None:
+    reply = "One two three four five six seven eight nine ten."  # 10 ms of fake speech per character
+    rec = await started(llm=FakeLLM(replies=[text_reply(reply)]))
+    await rec.send(_vad_update(idle_timeout_ms=300))
+    await rec.send(USER_HI)
+    await rec.send({"type": "response.create"})
+    await rec.wait_for("response.done")
+    played_ms = len(reply) * 10
+    for _ in range((played_ms + 200) // 100):
+        await rec.send(append(bytes(48 * 100)))
+    assert "input_audio_buffer.timeout_triggered" not in rec.types()
+    for _ in range(3):
+        await rec.send(append(bytes(48 * 100)))
+    assert "input_audio_buffer.timeout_triggered" in rec.types()
+    await rec.session.close()
+
+
+async def test_a_backchannel_does_not_interrupt_the_assistant() -> None:
+    stt = FakeSTT(transcripts=["tell me a story", "yeah"])
+    rec = await started(stt=stt, llm=FakeLLM(delay_s=1.0))
+    for _ in range(3):
+        await rec.send(append(bytes(48 * 100)))
+    for _ in range(8):
+        await rec.send(append(tone(100)))
+    for _ in range(8):
+        await rec.send(append(bytes(48 * 100)))
+    await rec.wait_for("response.created")
+    for _ in range(6):  # "yeah" while the assistant answers
+        await rec.send(append(tone(100)))
+    for _ in range(8):
+        await rec.send(append(bytes(48 * 100)))
+    done = await rec.wait_for("response.done")
+    assert done["response"]["status"] == "completed"
+    assert rec.types().count("input_audio_buffer.speech_started") == 1
+    await rec.session.close()
+
+
+async def test_transcription_deltas_stream_while_the_user_speaks() -> None:
+    stt = FakeSTT(transcripts=["please book a table"])
+    rec = await started(stt=stt, llm=FakeLLM(replies=[text_reply("Sure.")]))
     await rec.send(
         {
             "type": "session.update",
-            "session": {"type": "realtime", "audio": {"input": {"turn_detection": turn}}},
+            "session": {"type": "realtime", "audio": {"input": {"transcription": {"model": "whisper-1"}}}},
         }
     )
+    for _ in range(3):
+        await rec.send(append(bytes(48 * 100)))
+    for _ in range(8):
+        await rec.send(append(tone(100)))
+    delta = await rec.wait_for("conversation.item.input_audio_transcription.delta")
+    assert "input_audio_buffer.speech_stopped" not in rec.types()  # still speaking
+    for _ in range(8):
+        await rec.send(append(bytes(48 * 100)))
+    completed = await rec.wait_for("conversation.item.input_audio_transcription.completed")
+    deltas = [e["delta"] for e in rec.events if e["type"].endswith("transcription.delta")]
+    assert delta["delta"] == "please book a"
+    assert "".join(deltas) == completed["transcript"] == "please book a table"
+    assert completed["item_id"] == delta["item_id"]
+    assert_all_valid(rec)
+    await rec.session.close()
+
+
+async def test_transcription_session_transcribes_and_never_responds() -> None:
+    stt = FakeSTT(transcripts=["first caption", "second caption"])
+    llm = FakeLLM(replies=[text_reply("never")])
+    rec = Recorder(stt=stt, llm=llm, session_type="transcription")
+    await rec.session.start()
+    created = rec.events[0]["session"]
+    assert created["type"] == "transcription" and created["object"] == "realtime.transcription_session"
+    assert created["audio"]["input"]["transcription"]["model"]
+    for _ in range(2):
+        for _ in range(3):
+            await rec.send(append(bytes(48 * 100)))
+        for _ in range(6):
+            await rec.send(append(tone(100)))
+        for _ in range(7):
+            await rec.send(append(bytes(48 * 100)))
+    await rec.wait_for("conversation.item.input_audio_transcription.completed", 2)
+    transcripts = [e["transcript"] for e in rec.events if e["type"].endswith("transcription.completed")]
+    assert transcripts == ["first caption", "second caption"]
+    added = [e for e in rec.events if e["type"] == "conversation.item.added"]
+    assert added[1]["previous_item_id"] == added[0]["item"]["id"]
+    await rec.send({"type": "response.create", "event_id": "r1"})
+    error = await rec.wait_for("error")
+    assert error["error"]["code"] == "invalid_event" and error["error"]["event_id"] == "r1"
+    await rec.send({"type": "session.update", "session": {"type": "realtime", "instructions": "x"}})
+    assert (await rec.wait_for("error", 2))["error"]["param"] == "session.type"
     await rec.send(
         {
             "type": "session.update",
-            "session": {"type": "realtime", "audio": {"input": {"noise_reduction": {"type": "near_field"}}}},
+            "session": {
+                "type": "transcription",
+                "audio": {"input": {"transcription": {"model": "whisper-1", "language": "en"}}},
+            },
         }
     )
-    first = await rec.wait_for("error")
-    second = await rec.wait_for("error", 2)
-    assert first["error"]["param"] == "session.audio.input.turn_detection.idle_timeout_ms"
-    assert second["error"]["param"] == "session.audio.input.noise_reduction"
-    assert {first["error"]["code"], second["error"]["code"]} == {"unsupported_parameter"}
-    assert rec.session.config.turn_detection is not None
-    assert rec.session.config.turn_detection["idle_timeout_ms"] is None
+    updated = await rec.wait_for("session.updated")
+    assert updated["session"]["audio"]["input"]["transcription"]["language"] == "en"
+    assert "response.created" not in rec.types() and llm.requests == []
+    assert_all_valid(rec)
+    assert len(rec.session.conversation.items()) == 0
     await rec.session.close()

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from openai.types.realtime import RealtimeSessionCreateRequest
+from openai.types.realtime import RealtimeSessionCreateRequest, RealtimeTranscriptionSessionCreateRequest
 
 from parley.config import Settings
 from parley.protocol.errors import ProtocolError, invalid_value
@@ -34,6 +34,8 @@ SEMANTIC_VAD_DEFAULTS: dict[str, Any] = {
     "interrupt_response": True,
 }
 PCM_24K: dict[str, Any] = {"type": "audio/pcm", "rate": 24000}
+DEFAULT_TRANSCRIPTION: dict[str, Any] = {"model": "gpt-4o-transcribe", "language": None, "prompt": None}
+"""A transcription session transcribes even when the client names no model; any name runs the STT."""
 
 
 def default_session(settings: Settings, *, session_id: str, model: str) -> dict[str, Any]:
@@ -64,6 +66,25 @@ def default_session(settings: Settings, *, session_id: str, model: str) -> dict[
     }
 
 
+def default_transcription_session(settings: Settings, *, session_id: str) -> dict[str, Any]:
+    """A GA transcription session (``?intent=transcription``): input audio only, no responses."""
+    return {
+        "type": "transcription",
+        "object": "realtime.transcription_session",
+        "id": session_id,
+        "expires_at": int(time.time() + settings.session_max_minutes * 60),
+        "include": None,
+        "audio": {
+            "input": {
+                "format": dict(PCM_24K),
+                "transcription": dict(DEFAULT_TRANSCRIPTION),
+                "noise_reduction": None,
+                "turn_detection": dict(SERVER_VAD_DEFAULTS),
+            }
+        },
+    }
+
+
 @dataclass
 class SessionConfig:
     """The effective session (GA wire shape) with typed views for the engine."""
@@ -74,6 +95,11 @@ class SessionConfig:
 
     def wire(self) -> dict[str, Any]:
         return copy.deepcopy(self.data)
+
+    @property
+    def type(self) -> str:
+        """``realtime`` (a voice agent) or ``transcription`` (input transcription only)."""
+        return str(self.data["type"])
 
     @property
     def instructions(self) -> str:
@@ -120,8 +146,24 @@ class SessionConfig:
     def model(self) -> str:
         return str(self.data["model"])
 
-    def apply_update(self, update: RealtimeSessionCreateRequest, *, audio_produced: bool) -> None:
+    def apply_update(
+        self,
+        update: RealtimeSessionCreateRequest | RealtimeTranscriptionSessionCreateRequest,
+        *,
+        audio_produced: bool,
+    ) -> None:
         """Merge a validated ``session.update`` (only the fields the client sent) or raise."""
+        if update.type != self.type:
+            raise ProtocolError(
+                "invalid_value",
+                f"This is a {self.type} session; its type cannot change to '{update.type}'. "
+                + (
+                    "Open a transcription session with ?intent=transcription instead."
+                    if update.type == "transcription"
+                    else "Open a realtime session (without intent=transcription) for responses."
+                ),
+                param="session.type",
+            )
         patch = update.model_dump(mode="json", exclude_unset=True)
         merged = copy.deepcopy(self.data)
         for key, value in patch.items():
@@ -144,6 +186,10 @@ def _merge_audio(current: dict[str, Any], patch: dict[str, Any]) -> None:
             if key == "turn_detection" and value is not None:
                 defaults = SERVER_VAD_DEFAULTS if value.get("type") == "server_vad" else SEMANTIC_VAD_DEFAULTS
                 value = {**defaults, **{k: v for k, v in value.items() if v is not None}}
+            elif key == "noise_reduction" and value is not None:
+                # An update that leaves out the strength keeps the current one (the API's rule).
+                kept = (current[direction].get(key) or {}).get("strength")
+                value = {**value, "strength": value.get("strength", kept)}
             current[direction][key] = value
 
 
@@ -159,6 +205,14 @@ def check_session(data: dict[str, Any], *, previous: dict[str, Any], audio_produ
     for key, message in _UNSUPPORTED.items():
         if data.get(key) not in (None, [], {}):
             raise ProtocolError("unsupported_parameter", message, param=f"session.{key}")
+    if data["type"] == "transcription":
+        _check_input(data["audio"]["input"])
+        if data["audio"]["input"]["transcription"] is None:
+            raise invalid_value(
+                "session.audio.input.transcription",
+                "a transcription session needs a transcription model; set {'model': 'whisper-1'} or another.",
+            )
+        return
     if data["output_modalities"] not in (["audio"], ["text"]):
         raise invalid_value("session.output_modalities", "use either ['audio'] or ['text'].")
     limit = data["max_output_tokens"]
@@ -178,22 +232,42 @@ def check_session(data: dict[str, Any], *, previous: dict[str, Any], audio_produ
                 param=f"session.tools[{tool_index}].name",
             )
     audio = data["audio"]
-    for direction in ("input", "output"):
-        fmt = audio[direction]["format"]
-        if fmt.get("type") == "audio/pcm" and fmt.get("rate", 24000) != 24000:
-            raise invalid_value(f"session.audio.{direction}.format.rate", "only 24000 is supported.")
-        if fmt.get("type") == "audio/pcm":
-            fmt["rate"] = 24000
+    _check_format(audio["output"]["format"], "output")
     _check_output(audio["output"], previous["audio"]["output"], audio_produced)
-    _check_turn_detection(audio["input"]["turn_detection"])
-    if audio["input"]["noise_reduction"] is not None:
+    _check_input(audio["input"])
+    if previous.get("tracing") not in (None, data.get("tracing")):
+        raise invalid_value("session.tracing", "tracing cannot be modified once it is enabled.")
+
+
+def _check_format(fmt: dict[str, Any], direction: str) -> None:
+    if fmt.get("type") == "audio/pcm" and fmt.get("rate", 24000) != 24000:
+        raise invalid_value(f"session.audio.{direction}.format.rate", "only 24000 is supported.")
+    if fmt.get("type") == "audio/pcm":
+        fmt["rate"] = 24000
+
+
+def _check_input(input_: dict[str, Any]) -> None:
+    _check_format(input_["format"], "input")
+    _check_turn_detection(input_["turn_detection"])
+    noise = input_["noise_reduction"]
+    if noise is not None:  # TEMPORARY until the suppressor is wired in
         raise ProtocolError(
             "unsupported_parameter",
             "Input noise reduction is not available yet on this server; set it to null.",
             param="session.audio.input.noise_reduction",
         )
-    if previous.get("tracing") not in (None, data.get("tracing")):
-        raise invalid_value("session.tracing", "tracing cannot be modified once it is enabled.")
+    if noise is not None:
+        strength = noise.get("strength")
+        if strength is not None and not 0.0 <= float(strength) <= 1.0:
+            raise invalid_value(
+                "session.audio.input.noise_reduction.strength", "expected a number between 0 and 1."
+            )
+        if noise.get("type") is None:
+            raise ProtocolError(
+                "missing_required_parameter",
+                "Missing required parameter: 'type' ('near_field' or 'far_field').",
+                param="session.audio.input.noise_reduction.type",
+            )
 
 
 def _check_output(output: dict[str, Any], previous: dict[str, Any], audio_produced: bool) -> None:
@@ -222,11 +296,5 @@ def _check_turn_detection(turn: dict[str, Any] | None) -> None:
         for key in ("prefix_padding_ms", "silence_duration_ms", "idle_timeout_ms"):
             if turn.get(key) is not None and int(turn[key]) < 0:
                 raise invalid_value(f"{prefix}.{key}", "expected a non-negative integer.")
-        if turn.get("idle_timeout_ms") is not None:
-            raise ProtocolError(
-                "unsupported_parameter",
-                "idle_timeout_ms is not available yet on this server; set it to null.",
-                param=f"{prefix}.idle_timeout_ms",
-            )
     elif turn["type"] == "semantic_vad" and turn.get("eagerness") not in ("low", "medium", "high", "auto"):
         raise invalid_value(f"{prefix}.eagerness", "expected one of 'low', 'medium', 'high', 'auto'.")

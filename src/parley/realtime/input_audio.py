@@ -1,8 +1,13 @@
-"""The session's input side: the audio buffer, turn detection with barge-in, commits, recognition."""
+"""The session's input side: the audio buffer, turn taking with barge-in, idle timeout, commits.
+
+Positions are on the session's input audio clock (ms of audio appended, wire accounting), so turn
+decisions do not depend on how fast the machine is. The same clock tells when the assistant is still
+audible: a response's audio plays from its start until its duration has passed (the client plays
+what it receives in real time), which is when a barge-in is possible and the idle timeout starts.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
@@ -11,14 +16,16 @@ import numpy as np
 
 from parley import ids
 from parley.audio.pcm import AudioFormat
-from parley.audio.resample import StreamResampler, resample
-from parley.engines.base import PCM, EngineError
+from parley.audio.resample import StreamResampler
+from parley.engines.base import PCM
 from parley.protocol import server_events as ev
 from parley.protocol.errors import ProtocolError
 from parley.realtime.conversation import Item
 from parley.realtime.input_audio_buffer import MIN_COMMIT_MS, InputAudioBuffer
+from parley.realtime.recognition import Recognition
 from parley.realtime.transcription import LiveRecognition
-from parley.realtime.turn_detection import ServerVadSegmenter, SpeechStarted, SpeechStopped
+from parley.realtime.turn_detection import SpeechStarted, SpeechStopped
+from parley.realtime.turn_taking import Discarded, TurnTaking
 
 if TYPE_CHECKING:
     from parley.realtime.response import Response
@@ -37,16 +44,26 @@ class InputAudio:
         self.session = session
         self.format = AudioFormat.from_wire(session.config.input["format"])
         self.buffer = InputAudioBuffer(self.format)
-        self._segmenter: ServerVadSegmenter | None = None
+        self.recognition = Recognition(session)
+        self._turns: TurnTaking | None = None
         self._turn: dict[str, Any] | None = None
         self._vad_resampler: StreamResampler | None = None
         self._stt_resampler: StreamResampler | None = None
         self._live: LiveRecognition | None = None
         self._speech_item_id: str | None = None
-        self._transcripts: dict[str, asyncio.Task[None]] = {}
         self._decoder = self.format.stream_decoder()
         self._auto_response_pending = False
+        self._response_started_ms: dict[str, float] = {}
+        self.playback_until_ms = 0.0
+        """Input-clock position until which the assistant's last response is audible."""
+        self._idle_from_ms = 0.0
+        self._last_item_id: str | None = None
+        """The last committed item of a transcription session (which keeps no conversation)."""
         self.configure()
+
+    @property
+    def transcription_only(self) -> bool:
+        return self.session.config.type == "transcription"
 
     # -- configuration ----------------------------------------------------------------------------
 
@@ -62,16 +79,18 @@ class InputAudio:
         turn = self.session.config.turn_detection
         if turn != self._turn:
             self._turn = dict(turn) if turn is not None else None
-            self._segmenter = None
+            self._turns = None
+            self._idle_from_ms = self.buffer.position_ms
             if turn is not None:
-                silence = turn.get("silence_duration_ms", 500) if turn["type"] == "server_vad" else None
-                self._segmenter = ServerVadSegmenter(
+                self._turns = TurnTaking(
+                    turn,
                     self.session.engines.vad(),
-                    threshold=float(turn.get("threshold", 0.5)),
-                    prefix_padding_ms=int(turn.get("prefix_padding_ms", 300)),
-                    silence_duration_ms=int(silence if silence is not None else _semantic_silence(turn)),
+                    buffer_start_ms=self.buffer.position_ms,
+                    assistant_speaking=self.assistant_speaking,
+                    transcript=self._current_transcript,
+                    on_onset=self._onset,
+                    barge_in_min_ms=self.session.settings.barge_in_min_ms,
                 )
-                self._segmenter.reset(self.buffer.position_ms)
         if format_changed:
             # Only with a new format: a resampler holds back a few ms that positions depend on.
             self._vad_resampler = StreamResampler(self.format.sample_rate, VAD_RATE)
@@ -81,38 +100,33 @@ class InputAudio:
     async def append(self, audio: bytes) -> None:
         self.buffer.append(audio)
         pcm = self._decoder.decode(audio)
-        if self._segmenter is None:
+        if self._turns is None:
             self._feed_live(pcm)
             return
         assert self._vad_resampler is not None
         pcm16k = self._vad_resampler.process(pcm)
-        if self._segmenter.speaking:
+        if self._turns.speaking:
             self._feed_live(pcm)
-        events = self._segmenter.push(pcm16k, self.buffer.position_ms)
-        for event in events:
+        for event in await self._turns.push(pcm16k, self.buffer.position_ms):
             if isinstance(event, SpeechStarted):
                 await self._speech_started(event.audio_start_ms)
             elif isinstance(event, SpeechStopped):
                 await self._speech_stopped(event.audio_end_ms)
-        if not self._segmenter.speaking:
-            keep_from = self.buffer.position_ms - self._prefix_ms() - IDLE_KEEP_MS
+            elif isinstance(event, Discarded):
+                log.debug("session %s: not an interruption: %r", self.session.id, event.transcript)
+                self._drop_live()
+        if not self._turns.speaking:
+            keep_from = self.buffer.position_ms - self._turns.prefix_padding_ms - IDLE_KEEP_MS
             if keep_from > self.buffer.start_ms:
                 self.buffer.take_until(keep_from)
-
-    def _prefix_ms(self) -> int:
-        return int((self._turn or {}).get("prefix_padding_ms", 300))
-
-    def _recognition(self) -> LiveRecognition:
-        transcription = self.session.config.transcription or {}
-        return LiveRecognition(
-            self.session.engines.stt,
-            language=transcription.get("language"),
-            prompt=transcription.get("prompt"),
-        )
+            await self._check_idle_timeout()
 
     def _feed_live(self, pcm: PCM) -> None:
         if self._live is None:
-            self._live = self._recognition()
+            if self._turns is None and self._speech_item_id is None:
+                self._speech_item_id = ids.item_id()  # manual commits: the next item is this one
+            item_id = self._speech_item_id if self._turns is None or self._turns.in_turn else None
+            self._live = self.recognition.live(deltas=True, item_id=item_id)
             self._stt_resampler = StreamResampler(
                 self.format.sample_rate, self.session.engines.stt.sample_rate
             )
@@ -131,32 +145,73 @@ class InputAudio:
             self._live.close()
         self._live = None
 
-    # -- turn detection ---------------------------------------------------------------------------
+    async def _current_transcript(self) -> str:
+        return await self._live.current() if self._live is not None else ""
 
-    async def _speech_started(self, audio_start_ms: int) -> None:
-        self._speech_item_id = ids.item_id()
+    # -- turn taking ------------------------------------------------------------------------------
+
+    def assistant_speaking(self) -> bool:
+        return self.session.active is not None or self.buffer.position_ms < self.playback_until_ms
+
+    def _onset(self, audio_start_ms: int) -> None:
         if audio_start_ms > self.buffer.start_ms:
             self.buffer.take_until(audio_start_ms)
         self._drop_live()
         self._feed_live(self.format.decode(self.buffer.peek()))
+
+    async def _speech_started(self, audio_start_ms: int) -> None:
+        self._speech_item_id = ids.item_id()
         await self.session.emit(ev.input_audio_buffer_speech_started(audio_start_ms, self._speech_item_id))
-        turn = self._turn or {}
-        active = self.session.active
-        if active is not None and turn.get("interrupt_response", True):
-            active.cancel("turn_detected")
+        if self._live is not None and self._live.deltas is not None:
+            self._live.deltas.item_id = self._speech_item_id  # the turn is real: stream its words
+        if (self._turn or {}).get("interrupt_response", True):
+            if self.session.active is not None:
+                self.session.active.cancel("turn_detected")
+            self.playback_until_ms = 0.0  # the client stops playing on speech_started
 
     async def _speech_stopped(self, audio_end_ms: int) -> None:
         item_id = self._speech_item_id or ids.item_id()
         self._speech_item_id = None
         await self.session.emit(ev.input_audio_buffer_speech_stopped(audio_end_ms, item_id))
         await self._commit(item_id)
-        if (self._turn or {}).get("create_response", True):
+        if (self._turn or {}).get("create_response", True) and not self.transcription_only:
             if self.session.active is None:
                 await self.session.create_response()
             else:
                 self._auto_response_pending = True
 
+    async def _check_idle_timeout(self) -> None:
+        turn = self._turn or {}
+        timeout = turn.get("idle_timeout_ms")
+        if timeout is None or self.transcription_only or self.session.active is not None:
+            return
+        since = max(self._idle_from_ms, self.playback_until_ms)
+        if self.buffer.position_ms - since < timeout:
+            return
+        item_id = ids.item_id()
+        await self.session.emit(
+            ev.input_audio_buffer_timeout_triggered(
+                round(self.buffer.start_ms), round(self.buffer.position_ms), item_id
+            )
+        )
+        await self._commit(item_id)
+        with contextlib.suppress(ProtocolError):
+            await self.session.create_response()
+
+    # -- responses --------------------------------------------------------------------------------
+
+    def response_started(self, response: Response) -> None:
+        self._response_started_ms[response.id] = self.buffer.position_ms
+
     def response_finished(self, response: Response) -> None:
+        started = self._response_started_ms.pop(response.id, self.buffer.position_ms)
+        if response.params.in_conversation:
+            self._idle_from_ms = self.buffer.position_ms
+            if response.status == "cancelled":
+                self.playback_until_ms = self.buffer.position_ms
+            else:
+                audio_ms = sum(item.audio_ms(k) for item in response.output for k in item.audio)
+                self.playback_until_ms = max(self.buffer.position_ms, started + audio_ms)
         if self._auto_response_pending and self.session.active is None:
             self._auto_response_pending = False
 
@@ -178,11 +233,12 @@ class InputAudio:
             )
         await self._commit(self._speech_item_id or ids.item_id())
         self._speech_item_id = None
-        if self._segmenter is not None:
-            self._segmenter.reset(self.buffer.position_ms)
+        if self._turns is not None:
+            self._turns.reset(self.buffer.position_ms)
 
     async def _commit(self, item_id: str) -> None:
         audio = self.buffer.take()
+        self._idle_from_ms = self.buffer.position_ms
         item = Item(
             data={
                 "id": item_id,
@@ -195,68 +251,25 @@ class InputAudio:
             audio={0: bytearray(audio)},
             audio_format=self.format,
         )
-        previous = self.session.conversation.last_id()
+        if self.transcription_only:
+            previous, self._last_item_id = self._last_item_id, item_id
+        else:
+            previous = self.session.conversation.last_id()
         await self.session.emit(ev.input_audio_buffer_committed(item_id, previous))
-        self.session.conversation.insert(item)
+        if not self.transcription_only:
+            self.session.conversation.insert(item)
         await self.session.emit(ev.conversation_item_added(item.wire(), previous))
         await self.session.emit(ev.conversation_item_done(item.wire(), previous))
-        self.transcribe(item, self._take_live())
+        self.recognition.transcribe(item, self._take_live())
 
     def clear(self) -> None:
         self.buffer.clear()
         self._decoder.reset()
         self._drop_live()
         self._speech_item_id = None
-        if self._segmenter is not None:
-            self._segmenter.reset(self.buffer.position_ms)
-
-    # -- recognition ------------------------------------------------------------------------------
-
-    def transcribe(self, item: Item, live: LiveRecognition | None = None) -> None:
-        task = asyncio.get_running_loop().create_task(self._transcribe(item, live))
-        self._transcripts[item.id] = task
-        task.add_done_callback(lambda _: self._transcripts.pop(item.id, None))
-
-    async def _transcribe(self, item: Item, live: LiveRecognition | None) -> None:
-        index = next(iter(item.audio))
-        stt = self.session.engines.stt
-        settings = self.session.config.transcription
-        try:
-            if live is None:
-                live = self._recognition()
-                assert item.audio_format is not None
-                pcm = item.audio_format.decode(bytes(item.audio[index]))
-                live.feed(resample(pcm, item.audio_format.sample_rate, stt.sample_rate))
-            result = await live.finish()
-        except EngineError as exc:
-            log.warning("transcription of %s failed: %s", item.id, exc)
-            if settings is not None:
-                await self.session.emit(ev.transcription_failed(item.id, index, exc.code, str(exc)))
-            return
-        text = result.text.strip()
-        item.heard[index] = text
-        if settings is not None:
-            item.data["content"][index]["transcript"] = text
-            if text:
-                await self.session.emit(ev.transcription_delta(item.id, index, text))
-            await self.session.emit(ev.transcription_completed(item.id, index, text, result.audio_seconds))
-
-    async def wait_for_transcripts(self, items: list[Item]) -> None:
-        pending = [self._transcripts[i.id] for i in items if i.id in self._transcripts]
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-
-    def seconds_in(self, items: list[Item]) -> float:
-        return sum(i.audio_ms(k) for i in items if i.role == "user" for k in i.audio) / 1000
+        if self._turns is not None:
+            self._turns.reset(self.buffer.position_ms)
 
     async def close(self) -> None:
         self._drop_live()
-        for task in list(self._transcripts.values()):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-
-def _semantic_silence(turn: dict[str, Any]) -> int:
-    """semantic_vad without a turn-end model yet: the eagerness picks the silence that ends a turn."""
-    return {"low": 1200, "medium": 700, "auto": 700, "high": 400}.get(str(turn.get("eagerness")), 700)
+        await self.recognition.close()

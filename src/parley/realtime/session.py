@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Literal
 
 from openai.types.realtime import (
     ConversationItemCreateEvent,
@@ -21,7 +21,6 @@ from openai.types.realtime import (
     InputAudioBufferClearEvent,
     InputAudioBufferCommitEvent,
     OutputAudioBufferClearEvent,
-    RealtimeSessionCreateRequest,
     ResponseCancelEvent,
     SessionUpdateEvent,
 )
@@ -39,9 +38,9 @@ from parley.protocol.client_events import (
     parse_client_event,
 )
 from parley.protocol.errors import ProtocolError
-from parley.protocol.session_config import SessionConfig, default_session
+from parley.protocol.session_config import SessionConfig, default_session, default_transcription_session
 from parley.realtime.context import Message, build_messages
-from parley.realtime.conversation import Conversation
+from parley.realtime.conversation import Conversation, Item
 from parley.realtime.input_audio import InputAudio
 from parley.realtime.items import item_from_client, truncate_item
 from parley.realtime.rate_limits import RateLimits
@@ -51,6 +50,21 @@ from parley.realtime.response_params import resolve_params
 log = logging.getLogger("parley.session")
 
 Emit = Callable[[ev.Event], Awaitable[None]]
+SessionType = Literal["realtime", "transcription"]
+
+_TRANSCRIPTION_ONLY = (
+    SessionUpdateEvent,
+    InputAudioBufferCommitEvent,
+    InputAudioBufferClearEvent,
+    ConversationItemRetrieveEvent,
+    ConversationItemDeleteEvent,
+)
+"""Client events a transcription session takes (and ``input_audio_buffer.append``)."""
+
+
+def _seconds_in(items: list[Item]) -> float:
+    """Seconds of user audio in ``items`` (input audio usage)."""
+    return sum(i.audio_ms(k) for i in items if i.role == "user" for k in i.audio) / 1000
 
 
 class RealtimeSession:
@@ -63,12 +77,17 @@ class RealtimeSession:
         model: str,
         owns_playback: bool = False,
         on_expired: Callable[[], Awaitable[None]] | None = None,
+        session_type: SessionType = "realtime",
     ) -> None:
         self.settings = settings
         self.engines = engines
         self._emit = emit
         self.id = ids.session_id()
-        self.config = SessionConfig(default_session(settings, session_id=self.id, model=model))
+        self.config = SessionConfig(
+            default_transcription_session(settings, session_id=self.id)
+            if session_type == "transcription"
+            else default_session(settings, session_id=self.id, model=model)
+        )
         self.conversation = Conversation()
         self.owns_playback = owns_playback
         """True on WebRTC/SIP, where the server plays the audio out (output_audio_buffer.*)."""
@@ -154,6 +173,14 @@ class RealtimeSession:
             raise exc.with_event_id(getattr(event, "event_id", None)) from None
 
     async def _dispatch(self, event: BaseModel | ParsedAppend | ParsedResponseCreate) -> None:
+        accepted = (ParsedAppend, *_TRANSCRIPTION_ONLY)
+        if self.config.type == "transcription" and not isinstance(event, accepted):
+            kind = getattr(event, "type", "response.create")
+            raise ProtocolError(
+                "invalid_event",
+                f"'{kind}' is not available in a transcription session, which transcribes input audio "
+                "and creates no responses; open a realtime session for that.",
+            )
         if isinstance(event, ParsedAppend):
             await self.audio.append(event.audio)
         elif isinstance(event, ParsedResponseCreate):
@@ -183,15 +210,7 @@ class RealtimeSession:
             await self._output_audio_buffer_clear()
 
     async def _session_update(self, event: SessionUpdateEvent) -> None:
-        update = event.session
-        if not isinstance(update, RealtimeSessionCreateRequest):
-            raise ProtocolError(
-                "invalid_value",
-                "This is a realtime session; its type cannot change to 'transcription'. "
-                "Open a transcription session with ?intent=transcription instead.",
-                param="session.type",
-            )
-        self.config.apply_update(update, audio_produced=self._audio_produced())
+        self.config.apply_update(event.session, audio_produced=self._audio_produced())
         self.audio.configure()
         await self.emit(ev.session_updated(self.config.wire()))
 
@@ -204,7 +223,7 @@ class RealtimeSession:
         await self.emit(ev.conversation_item_added(item.wire(), previous))
         await self.emit(ev.conversation_item_done(item.wire(), previous))
         if item.audio:
-            self.audio.transcribe(item)
+            self.audio.recognition.transcribe(item)
 
     # -- responses --------------------------------------------------------------------------------
 
@@ -232,11 +251,12 @@ class RealtimeSession:
             conversation=self.conversation,
             context=self._context,
             emit=self.emit,
-            input_audio_seconds=self.audio.seconds_in,
+            input_audio_seconds=_seconds_in,
         )
         self.responses[response.id] = response
         if params.in_conversation:
             self.active = response
+        self.audio.response_started(response)
         reserved = params.max_output_tokens or 4096
         task = response.start(self.rate_limits.start_response(reserved))
         task.add_done_callback(lambda _: self._response_finished(response, reserved))
@@ -253,7 +273,7 @@ class RealtimeSession:
 
     async def _context(self, params: Any) -> list[Message]:
         items = params.input if params.input is not None else self.conversation.items()
-        await self.audio.wait_for_transcripts(items)
+        await self.audio.recognition.wait_for(items)
         return build_messages(params.instructions, items)
 
     async def _response_cancel(self, response_id: str | None) -> None:

@@ -1,9 +1,9 @@
 """Recognition of user audio: a live stream fed while audio arrives, finished on commit.
 
 Feeding runs in its own task through a queue, so ``input_audio_buffer.append`` never waits for the
-recogniser; at commit only the recogniser's finalisation remains. The result goes into the item
-(``heard``, and the part's ``transcript`` when transcription events are on) and, when the session
-asked for transcription, out as ``…input_audio_transcription.delta`` / ``completed`` / ``failed``.
+recogniser; at commit only the recogniser's finalisation remains. Partial hypotheses go to
+``on_partial`` as they come (turn-taking reads them, and :class:`TranscriptDeltas` turns them into
+``…input_audio_transcription.delta`` events while the user speaks).
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
 from parley.engines.base import PCM, EngineError, RecognitionStream, SpeechToText, Transcription
+from parley.protocol import server_events as ev
 
 log = logging.getLogger("parley.transcription")
 
@@ -24,13 +26,21 @@ _STOP = object()
 class LiveRecognition:
     """One utterance: audio queued by ``feed`` is recognised in order by a background task."""
 
-    def __init__(self, stt: SpeechToText, *, language: str | None, prompt: str | None) -> None:
+    def __init__(
+        self,
+        stt: SpeechToText,
+        *,
+        language: str | None,
+        prompt: str | None,
+        deltas: TranscriptDeltas | None = None,
+    ) -> None:
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._stream: RecognitionStream | None = None
         self._error: EngineError | None = None
         self._stt = stt
         self._language = language
         self._prompt = prompt
+        self.deltas = deltas
         self.partial = ""
         self.samples = 0
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -45,14 +55,27 @@ class LiveRecognition:
             self._stream = self._stt.start(language=self._language, prompt=self._prompt)
             while True:
                 chunk = await self._queue.get()
-                if chunk is _STOP:
-                    return
-                assert isinstance(chunk, np.ndarray)
-                partial = await self._stream.feed(chunk)
-                if partial is not None:
-                    self.partial = partial
+                try:
+                    if chunk is _STOP:
+                        return
+                    assert isinstance(chunk, np.ndarray)
+                    partial = await self._stream.feed(chunk)
+                    if partial is not None and partial != self.partial:
+                        self.partial = partial
+                        if self.deltas is not None:
+                            await self.deltas.partial(partial)
+                finally:
+                    self._queue.task_done()
         except EngineError as exc:
             self._error = exc
+
+    async def current(self) -> str:
+        """The partial transcript of all the audio fed so far (waits for the recogniser to catch up)."""
+        if not self._task.done():
+            waiter = asyncio.ensure_future(self._queue.join())
+            await asyncio.wait((waiter, self._task), return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+        return self.partial
 
     async def finish(self) -> Transcription:
         self._queue.put_nowait(_STOP)
@@ -69,3 +92,39 @@ class LiveRecognition:
         if self._stream is not None:
             with contextlib.suppress(Exception):
                 self._stream.close()
+
+
+class TranscriptDeltas:
+    """Streams a transcript as ``…input_audio_transcription.delta`` events whose concatenation is the
+    transcript: a partial's words are sent once the next word follows them (a recogniser revises its
+    last word most), and the final transcript sends the rest. If the recogniser revises words already
+    sent, no more deltas go out; ``completed`` carries the exact transcript either way. Until
+    ``item_id`` is set (a candidate interruption is not a turn yet) nothing is sent."""
+
+    def __init__(self, emit: Callable[[ev.Event], Awaitable[None]], item_id: str | None = None) -> None:
+        self._emit = emit
+        self.item_id = item_id
+        """The item the transcript belongs to; nothing is sent before it is set."""
+        self._sent: list[str] = []
+        self._diverged = False
+
+    async def partial(self, text: str) -> None:
+        await self._send(text.split()[:-1])
+
+    async def final(self, text: str, item_id: str) -> None:
+        self.item_id = item_id
+        await self._send(text.split())
+
+    async def _send(self, words: list[str]) -> None:
+        item_id = self.item_id
+        if self._diverged or item_id is None:
+            return
+        if words[: len(self._sent)] != self._sent:
+            self._diverged = True
+            return
+        new = words[len(self._sent) :]
+        if not new:
+            return
+        delta = (" " if self._sent else "") + " ".join(new)
+        self._sent.extend(new)
+        await self._emit(ev.transcription_delta(item_id, 0, delta))

@@ -49,7 +49,17 @@ class SpeechStopped:
     """The end of the speech, in session-wide ms."""
 
 
-TurnEvent = SpeechStarted | SpeechStopped
+@dataclass(frozen=True)
+class Paused:
+    """The speech of the current turn has been followed by ``pause_ms`` of silence. The segmenter
+    stops scoring there (the rest of the pushed audio waits) so the caller can decide, at this point of
+    the audio, whether the turn ends (:meth:`ServerVadSegmenter.end_turn`) or how much more silence
+    ends it (``silence_duration_ms``); ``push`` with no audio goes on."""
+
+    silence_ms: float
+
+
+TurnEvent = SpeechStarted | SpeechStopped | Paused
 
 
 class ServerVadSegmenter:
@@ -69,6 +79,7 @@ class ServerVadSegmenter:
         min_speech_ms: float = 200.0,
         end_lag_ms: float | None = None,
         buffer_start_ms: float = 0.0,
+        pause_ms: float | None = None,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be within [0, 1], got {threshold}")
@@ -82,6 +93,8 @@ class ServerVadSegmenter:
         self.silence_duration_ms = silence_duration_ms
         self.min_speech_ms = min_speech_ms
         self.end_lag_ms = end_lag_ms
+        self.pause_ms = pause_ms
+        """When set, a :class:`Paused` event marks each pause of this much silence within a turn."""
         self._frame = detector.frame_samples
         self._ms_per_sample = 1000.0 / detector.sample_rate
         self._pending: PCM = np.zeros(0, dtype=np.int16)
@@ -107,6 +120,26 @@ class ServerVadSegmenter:
         return self._ms(self._voiced_end - self._onset) if self._speaking else 0.0
 
     @property
+    def silence_ms(self) -> float:
+        """While speaking: ms from the speech end to the end of the last frame scored; else 0."""
+        if not self._speaking:
+            return 0.0
+        return max(0.0, self._ms(self._analysed) - self._speech_end_ms())
+
+    @property
+    def pause_key(self) -> int:
+        """Identifies the current pause within a turn: it changes whenever speech resumes."""
+        return self._voiced_end
+
+    def end_turn(self) -> SpeechStopped:
+        """Stop the current turn now (a turn-end decision made beyond silence), at its speech end."""
+        if not self._speaking:
+            raise RuntimeError("no turn in progress")
+        audio_end = self._at(0) + self._speech_end_ms()
+        self.reset(self._buffer_start_ms)
+        return SpeechStopped(round(audio_end))
+
+    @property
     def position_ms(self) -> float:
         """Session-wide position of the end of the last frame scored."""
         return self._at(self._analysed) if self._received else self._buffer_start_ms
@@ -123,6 +156,7 @@ class ServerVadSegmenter:
         self._voiced_start: int | None = None
         self._voiced_end = 0
         self._onset = 0
+        self._paused_at: int | None = None  # the _voiced_end of the pause already reported
 
     def push(self, pcm: PCM, end_ms: float) -> list[TurnEvent]:
         """Add audio whose last sample ends at session position ``end_ms``; return the events it caused."""
@@ -135,13 +169,17 @@ class ServerVadSegmenter:
         size = self._frame
         frames = len(self._pending) // size
         events: list[TurnEvent] = []
-        for i in range(frames):
-            p = self.detector.speech_probability(self._pending[i * size : (i + 1) * size])
+        done = 0
+        while done < frames:
+            p = self.detector.speech_probability(self._pending[done * size : (done + 1) * size])
+            done += 1
             self._analysed += size
             event = self._step(p, self._analysed - size, self._analysed)
             if event is not None:
                 events.append(event)
-        self._pending = self._pending[frames * size :].copy()
+                if isinstance(event, Paused):
+                    break
+        self._pending = self._pending[done * size :].copy()
         return events
 
     def _step(self, p: float, start: int, end: int) -> TurnEvent | None:
@@ -150,10 +188,13 @@ class ServerVadSegmenter:
         if self._speaking:
             if voiced:
                 self._voiced_end = end
-            elif silent and self._ms(end) - self._speech_end_ms() >= self.silence_duration_ms:
-                audio_end = self._at(0) + self._speech_end_ms()
-                self.reset(self._buffer_start_ms)
-                return SpeechStopped(round(audio_end))
+                return None
+            silence = self._ms(end) - self._speech_end_ms()
+            if self.pause_ms is not None and silence >= self.pause_ms and self._paused_at != self._voiced_end:
+                self._paused_at = self._voiced_end
+                return Paused(silence)
+            if silent and silence >= self.silence_duration_ms:
+                return self.end_turn()
             return None
         if silent:
             self._run_start = self._voiced_start = None

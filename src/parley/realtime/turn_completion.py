@@ -1,0 +1,126 @@
+"""Has the user finished their turn? An end-of-utterance judgement on the words heard so far.
+
+``semantic_vad`` ends a turn from what was said as well as from silence: a pause after "my number is
+five five five" or "I'd like to book a table for" is the user thinking, a pause after "what time do
+you open tomorrow" is the end of a question. The recogniser gives no punctuation, so the judgement is
+lexical, on the last words of the partial transcript:
+
+* **incomplete**: the utterance ends on a word that cannot end an English sentence (an article, a
+  preposition, a conjunction, an auxiliary, a possessive, a subject pronoun, a filler such as "um"),
+  or on a run of digits after a cue ("number", "phone", "code", ...) that is shorter than a phone
+  number, or on a spelled-out letter sequence;
+* **complete**: a question opened by a question word or an inverted auxiliary, or an utterance
+  ending on a closing word ("thanks", "please", "bye", "yes", "no", ...);
+* **unknown** otherwise.
+
+:func:`required_silence_ms` turns that and the session's ``eagerness`` into the silence that ends
+the turn; an incomplete utterance waits the longest, the API's maximum (8 s / 4 s / 2 s for
+low / medium / high).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+
+def word_set(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+Completion = Literal["complete", "incomplete", "unknown"]
+Eagerness = Literal["low", "medium", "high", "auto"]
+
+_INCOMPLETE_ENDINGS = word_set(
+    """
+    a an the this that these those my your his her its our their whose
+    and or but nor so because since although though if unless while whereas than then
+    to of for from with without in on at by about into onto over under between through
+    after before during until like as per via near toward towards
+    is are was were am be been being do does did have has had will would can could shall should
+    may might must i we you they he she it there which who whom what where when why how
+    um uh er erm ah hmm well also just very really quite more most less least some any
+    number numbers phone email address code zip card account order name called
+    """
+)
+_COMPLETE_ENDINGS = word_set(
+    """
+    thanks thank please bye goodbye okay ok yes no yeah yep nope sure right correct exactly
+    today tonight tomorrow now later all else too done fine great perfect
+    """
+)
+_QUESTION_OPENERS = word_set(
+    "what when where who whom whose why how which can could would will do does did is are was "
+    "were should shall may might have has"
+)
+_DIGITS = word_set(
+    "zero oh one two three four five six seven eight nine ten eleven twelve double triple hundred thousand"
+)
+_NUMBER_CUES = word_set(
+    "number numbers phone telephone mobile cell code zip postcode card account order pin extension digits is"
+)
+_LETTER = re.compile(r"^[a-z]\.?$")
+_PHONE_DIGITS = 10
+"""Digits in a full phone number: a shorter run after a cue is a number still being given."""
+
+WAITS_MS: dict[str, dict[Completion, int]] = {
+    "high": {"complete": 250, "unknown": 600, "incomplete": 2000},
+    "medium": {"complete": 400, "unknown": 900, "incomplete": 4000},
+    "low": {"complete": 700, "unknown": 1600, "incomplete": 8000},
+}
+"""Silence that ends a turn, by eagerness and judgement; ``auto`` is ``medium``."""
+
+
+def words_of(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower().replace("-", " "))
+
+
+def judge(text: str) -> Completion:
+    """Whether the words so far read as a finished turn."""
+    words = words_of(text)
+    if not words:
+        return "unknown"
+    last = words[-1]
+    if words[-2:] == ["thank", "you"]:
+        return "complete"
+    digits = _trailing_digits(words)
+    if digits:
+        before = words[-digits - 3 : -digits]
+        if any(w in _NUMBER_CUES for w in before) and digits < _PHONE_DIGITS:
+            return "incomplete"
+        return "unknown"
+    if len(words) >= 2 and _LETTER.match(last) and _LETTER.match(words[-2]) and last not in ("a", "i"):
+        return "incomplete"
+    if last in _INCOMPLETE_ENDINGS and not (last in ("you", "it") and len(words) >= 2):
+        return "incomplete"
+    if last in _COMPLETE_ENDINGS:
+        return "complete"
+    if words[0] in _QUESTION_OPENERS and len(words) >= 3:
+        return "complete"
+    return "unknown"
+
+
+def _trailing_digits(words: list[str]) -> int:
+    count = 0
+    for word in reversed(words):
+        if word in _DIGITS or word.isdigit():
+            count += len(word) if word.isdigit() else 1
+        else:
+            break
+    return count
+
+
+def max_wait_ms(eagerness: str) -> int:
+    return WAITS_MS[_level(eagerness)]["incomplete"]
+
+
+def min_wait_ms(eagerness: str) -> int:
+    return WAITS_MS[_level(eagerness)]["complete"]
+
+
+def required_silence_ms(text: str, eagerness: str) -> int:
+    return WAITS_MS[_level(eagerness)][judge(text)]
+
+
+def _level(eagerness: str) -> str:
+    return eagerness if eagerness in WAITS_MS else "medium"

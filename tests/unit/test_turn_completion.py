@@ -1,0 +1,60 @@
+"""The end-of-utterance judgement semantic_vad uses."""
+
+from __future__ import annotations
+
+import pytest
+
+from parley.realtime.turn_completion import judge, max_wait_ms, min_wait_ms, required_silence_ms
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my number is five five five",
+        "my phone number is five five five one two three",
+        "i would like to book a table for",
+        "my email is john at",
+        "the order number is",
+        "and then i",
+        "so um",
+        "it's spelled j o",
+        "i was wondering if",
+    ],
+)
+def test_unfinished_utterances(text: str) -> None:
+    assert judge(text) == "incomplete"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "what time do you open tomorrow",
+        "can you help me",
+        "thank you",
+        "that's all thanks",
+        "yes",
+        "no",
+        "okay bye",
+        "my number is five five five one two three four five six seven",
+    ],
+)
+def test_finished_utterances(text: str) -> None:
+    assert judge(text) in ("complete", "unknown")
+    assert judge(text) != "incomplete"
+
+
+def test_questions_and_closings_are_complete() -> None:
+    assert judge("what time do you open tomorrow") == "complete"
+    assert judge("that's all thanks") == "complete"
+    assert judge("I'd like a pizza") == "unknown"
+    assert judge("") == "unknown"
+
+
+def test_waits_follow_eagerness_and_the_maximums() -> None:
+    assert [max_wait_ms(e) for e in ("low", "medium", "high", "auto")] == [8000, 4000, 2000, 4000]
+    for eagerness in ("low", "medium", "high", "auto"):
+        complete = required_silence_ms("can you help me", eagerness)
+        unknown = required_silence_ms("I'd like a pizza", eagerness)
+        incomplete = required_silence_ms("my number is five five five", eagerness)
+        assert min_wait_ms(eagerness) == complete < unknown < incomplete == max_wait_ms(eagerness)
+    assert required_silence_ms("can you help me", "high") < required_silence_ms("can you help me", "low")
