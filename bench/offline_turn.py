@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -144,8 +145,10 @@ class TimedSTT:
         self.name = inner.name
         self.sample_rate = inner.sample_rate
 
-    def start(self, *, language: str | None = None, prompt: str | None = None) -> RecognitionStream:
-        return TimedStream(self.inner.start(language=language, prompt=prompt), self.marks)
+    def start(
+        self, *, language: str | None = None, prompt: str | None = None, channel: dict[str, Any] | None = None
+    ) -> RecognitionStream:
+        return TimedStream(self.inner.start(language=language, prompt=prompt, channel=channel), self.marks)
 
     async def warm_up(self) -> None:
         await self.inner.warm_up()

@@ -48,11 +48,13 @@ class FakeRecognition:
     def __init__(self, stt: FakeSTT) -> None:
         self.stt = stt
         self.samples = 0
+        self.feeds = 0
 
     async def feed(self, pcm: PCM) -> str | None:
-        """The partial hypothesis is the transcript this utterance will get."""
+        """Partial hypotheses: the transcript this utterance will get, a word more with each feed."""
         self.samples += len(pcm)
-        return self.stt.transcripts[0] if self.stt.transcripts else None
+        self.feeds += 1
+        return " ".join(self.stt.transcripts[0].split()[: self.feeds]) if self.stt.transcripts else None
 
     async def finish(self) -> Transcription:
         if self.stt.fail:
@@ -71,7 +73,9 @@ class FakeSTT:
     transcripts: list[str] = field(default_factory=list)
     fail: bool = False
 
-    def start(self, *, language: str | None = None, prompt: str | None = None) -> FakeRecognition:
+    def start(
+        self, *, language: str | None = None, prompt: str | None = None, channel: dict[str, Any] | None = None
+    ) -> FakeRecognition:
         return FakeRecognition(self)
 
     async def warm_up(self) -> None:

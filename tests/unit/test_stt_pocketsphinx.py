@@ -74,8 +74,7 @@ async def test_partials_stream_before_finish(stt: PocketsphinxSTT) -> None:
 async def test_one_big_chunk_gives_the_same_text_as_small_chunks() -> None:
     stt = PocketsphinxSTT(max_decoders=1)
     pcm = utterance(WEATHER)
-    small, _ = await recognise(stt.start(), pcm)
-    stt.pool.cmn = CMN_INIT  # start the second utterance from the same cepstral mean
+    small, _ = await recognise(stt.start(), pcm)  # each on a new channel: the same cepstral mean
     big, _ = await recognise(stt.start(), pcm, chunk=len(pcm))
     assert big == small
     assert "london" in big.split()
@@ -107,12 +106,16 @@ async def test_more_streams_than_decoders_wait_and_reuse() -> None:
 
 async def test_decoders_are_reused_across_utterances() -> None:
     stt = PocketsphinxSTT(max_decoders=1)
+    channel: dict[str, object] = {}
     for text, word in [(ORDER, "status"), (REFUND, "refund"), (WEATHER, "london")]:
-        heard, _ = await recognise(stt.start(), utterance(text), chunk=1600)
+        heard, _ = await recognise(stt.start(channel=channel), utterance(text), chunk=1600)
         assert word in heard.split(), heard
     assert stt.pool.built == 1
     assert stt.pool.idle == 1
-    assert stt.pool.cmn != CMN_INIT, "the cepstral mean is carried from one utterance to the next"
+    assert channel["cmn"] != CMN_INIT, "the cepstral mean is carried from one utterance to the next"
+    other: dict[str, object] = {}
+    await recognise(stt.start(channel=other), utterance(ORDER), chunk=1600)
+    assert other["cmn"] != channel["cmn"], "each channel adapts on its own"
 
 
 async def test_empty_utterance_is_empty_text(stt: PocketsphinxSTT) -> None:

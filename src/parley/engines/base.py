@@ -88,7 +88,18 @@ class SpeechToText(Protocol):
     name: str
     sample_rate: int
 
-    def start(self, *, language: str | None = None, prompt: str | None = None) -> RecognitionStream: ...
+    def start(
+        self,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        channel: dict[str, Any] | None = None,
+    ) -> RecognitionStream:
+        """Begin an utterance. ``channel`` is one per audio source (a session): the engine may keep
+        adaptation state there between that source's utterances (never across sources). Its
+        ``source_rate`` key, when present, is the sample rate the audio had on the wire (8000 for
+        telephone audio resampled up)."""
+        ...
 
     async def warm_up(self) -> None: ...
 
@@ -142,6 +153,8 @@ class ChatRequest:
     max_output_tokens: int | None = None
     model: str | None = None
     parallel_tool_calls: bool | None = None
+    temperature: float | None = None
+    """Sampling temperature; None leaves it to the model server."""
 
 
 @dataclass(frozen=True)
@@ -183,3 +196,41 @@ class LanguageModel(Protocol):
         ...
 
     async def warm_up(self) -> None: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Noise suppression
+
+NoiseReductionType = Literal["near_field", "far_field"]
+"""``audio.input.noise_reduction.type``: a close-talking microphone (headset) or a distant one
+(laptop, conference room)."""
+
+
+@runtime_checkable
+class NoiseSuppressor(Protocol):
+    """Removes background noise from one stream of input audio, before VAD and recognition.
+
+    Streaming with state, so each session (each input stream) needs its own. ``process`` takes any
+    number of samples and returns the cleaned audio that is ready. The output is time-aligned with the
+    input (output sample ``k`` is input sample ``k``, cleaned) and lags it by a fixed
+    ``latency_ms``: after ``process`` calls that took ``n`` samples in all, exactly
+    ``max(0, n - latency_samples)`` samples have come out, where ``latency_samples`` is
+    ``round(latency_ms * sample_rate / 1000)``. ``flush`` returns the rest, so that in all as many
+    samples come out as went in, and starts a new stream. Chunk sizes do not change the output.
+    """
+
+    name: str
+    sample_rate: int
+    latency_ms: float
+
+    def process(self, pcm: PCM) -> PCM:
+        """Add audio; return the cleaned audio now due (possibly empty)."""
+        ...
+
+    def flush(self) -> PCM:
+        """End the stream: return the audio still held back, then start afresh as after ``reset``."""
+        ...
+
+    def reset(self) -> None:
+        """Drop held audio and the noise estimate (start of an unrelated stream)."""
+        ...

@@ -91,6 +91,7 @@ class InputAudio:
                     on_onset=self._onset,
                     barge_in_min_ms=self.session.settings.barge_in_min_ms,
                 )
+        self.recognition.set_source_rate(self.format.sample_rate)
         if format_changed:
             # Only with a new format: a resampler holds back a few ms that positions depend on.
             self._vad_resampler = StreamResampler(self.format.sample_rate, VAD_RATE)

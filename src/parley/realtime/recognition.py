@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from parley.audio.resample import resample
 from parley.engines.base import EngineError
@@ -30,6 +30,14 @@ class Recognition:
     def __init__(self, session: RealtimeSession) -> None:
         self.session = session
         self._jobs: dict[str, asyncio.Task[None]] = {}
+        self.channel: dict[str, Any] = {}
+        """The recogniser's adaptation state for this session's audio (``SpeechToText.start``)."""
+
+    def set_source_rate(self, rate: int) -> None:
+        """The input format's rate; a new one is a new channel (its adaptation starts over)."""
+        if self.channel.get("source_rate") != rate:
+            self.channel.clear()
+            self.channel["source_rate"] = rate
 
     def live(self, *, deltas: bool = False, item_id: str | None = None) -> LiveRecognition:
         """A stream for an utterance; with ``deltas`` and transcription on, it sends the transcript as
@@ -41,6 +49,7 @@ class Recognition:
             language=(settings or {}).get("language"),
             prompt=(settings or {}).get("prompt"),
             deltas=stream_deltas,
+            channel=self.channel,
         )
 
     def transcribe(self, item: Item, live: LiveRecognition | None = None) -> None:

@@ -59,6 +59,8 @@ class ResponseParams:
     input: list[Item] | None = None
     """A private context instead of the conversation (``response.input``)."""
     parallel_tool_calls: bool | None = None
+    temperature: float | None = None
+    """Sampling temperature (set by the beta dialect); None leaves it to the language model."""
 
     @property
     def audio(self) -> bool:
@@ -184,6 +186,7 @@ class Response:
             max_output_tokens=p.max_output_tokens,
             model=None,  # the engine's configured model (PARLEY_LLM_MODEL), not the realtime name
             parallel_tool_calls=p.parallel_tool_calls,
+            temperature=p.temperature,
         )
         async for event in self.llm.stream(request):
             if self.timings.llm_first_token is None and isinstance(event, TextDelta | ToolCallDelta):

@@ -29,7 +29,12 @@ def resolve_params(
         max_output_tokens=config.max_output_tokens,
         model=config.model,
         parallel_tool_calls=config.data.get("parallel_tool_calls"),
+        temperature=config.temperature,
     )
+    # A dialect may carry a per-response temperature GA has no field for (beta's BetaResponseCreate).
+    temperature: float | None = getattr(event, "temperature", None)
+    if temperature is not None:
+        params.temperature = temperature
     if event is None or event.event.response is None:
         return params
     r = event.event.response

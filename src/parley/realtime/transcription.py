@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,7 @@ class LiveRecognition:
         language: str | None,
         prompt: str | None,
         deltas: TranscriptDeltas | None = None,
+        channel: dict[str, Any] | None = None,
     ) -> None:
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._stream: RecognitionStream | None = None
@@ -40,6 +42,7 @@ class LiveRecognition:
         self._stt = stt
         self._language = language
         self._prompt = prompt
+        self._channel = channel
         self.deltas = deltas
         self.partial = ""
         self.samples = 0
@@ -52,7 +55,9 @@ class LiveRecognition:
 
     async def _run(self) -> None:
         try:
-            self._stream = self._stt.start(language=self._language, prompt=self._prompt)
+            self._stream = self._stt.start(
+                language=self._language, prompt=self._prompt, channel=self._channel
+            )
             while True:
                 chunk = await self._queue.get()
                 try:
@@ -96,20 +101,30 @@ class LiveRecognition:
 
 class TranscriptDeltas:
     """Streams a transcript as ``…input_audio_transcription.delta`` events whose concatenation is the
-    transcript: a partial's words are sent once the next word follows them (a recogniser revises its
-    last word most), and the final transcript sends the rest. If the recogniser revises words already
-    sent, no more deltas go out; ``completed`` carries the exact transcript either way. Until
-    ``item_id`` is set (a candidate interruption is not a turn yet) nothing is sent."""
+    transcript: a word is sent once two partial hypotheses in a row agree on it and another word
+    follows it (recognisers revise their last words most), and the final transcript sends the rest.
+    If the recogniser still revises words already sent, no more deltas go out; ``completed`` carries
+    the exact transcript either way. Until ``item_id`` is set (a candidate interruption is not a turn
+    yet) nothing is sent."""
 
     def __init__(self, emit: Callable[[ev.Event], Awaitable[None]], item_id: str | None = None) -> None:
         self._emit = emit
         self.item_id = item_id
         """The item the transcript belongs to; nothing is sent before it is set."""
         self._sent: list[str] = []
+        self._previous: list[str] = []
         self._diverged = False
 
     async def partial(self, text: str) -> None:
-        await self._send(text.split()[:-1])
+        words, previous = text.split(), self._previous
+        self._previous = words
+        settled: list[str] = []
+        for word, before in zip(words[:-1], previous, strict=False):
+            if word != before:
+                break
+            settled.append(word)
+        if len(settled) > len(self._sent):
+            await self._send(settled)
 
     async def final(self, text: str, item_id: str) -> None:
         self.item_id = item_id

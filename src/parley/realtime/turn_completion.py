@@ -7,8 +7,8 @@ lexical, on the last words of the partial transcript:
 
 * **incomplete**: the utterance ends on a word that cannot end an English sentence (an article, a
   preposition, a conjunction, an auxiliary, a possessive, a subject pronoun, a filler such as "um"),
-  or on a run of digits after a cue ("number", "phone", "code", ...) that is shorter than a phone
-  number, or on a spelled-out letter sequence;
+  or on a run of digits after a cue ("number", "phone", "code", ...) that is shorter than a local
+  phone number, or on a spelled-out letter sequence;
 * **complete**: a question opened by a question word or an inverted auxiliary, or an utterance
   ending on a closing word ("thanks", "please", "bye", "yes", "no", ...);
 * **unknown** otherwise.
@@ -60,8 +60,8 @@ _NUMBER_CUES = word_set(
     "number numbers phone telephone mobile cell code zip postcode card account order pin extension digits is"
 )
 _LETTER = re.compile(r"^[a-z]\.?$")
-_PHONE_DIGITS = 10
-"""Digits in a full phone number: a shorter run after a cue is a number still being given."""
+_SHORTEST_NUMBER = 7
+"""Digits in the shortest phone number (a local one): a shorter run after a cue is still being given."""
 
 WAITS_MS: dict[str, dict[Completion, int]] = {
     "high": {"complete": 250, "unknown": 600, "incomplete": 2000},
@@ -86,7 +86,7 @@ def judge(text: str) -> Completion:
     digits = _trailing_digits(words)
     if digits:
         before = words[-digits - 3 : -digits]
-        if any(w in _NUMBER_CUES for w in before) and digits < _PHONE_DIGITS:
+        if any(w in _NUMBER_CUES for w in before) and digits < _SHORTEST_NUMBER:
             return "incomplete"
         return "unknown"
     if len(words) >= 2 and _LETTER.match(last) and _LETTER.match(words[-2]) and last not in ("a", "i"):

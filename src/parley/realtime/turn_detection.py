@@ -80,6 +80,7 @@ class ServerVadSegmenter:
         end_lag_ms: float | None = None,
         buffer_start_ms: float = 0.0,
         pause_ms: float | None = None,
+        pause_every_ms: float = 250.0,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be within [0, 1], got {threshold}")
@@ -94,7 +95,9 @@ class ServerVadSegmenter:
         self.min_speech_ms = min_speech_ms
         self.end_lag_ms = end_lag_ms
         self.pause_ms = pause_ms
-        """When set, a :class:`Paused` event marks each pause of this much silence within a turn."""
+        """When set, a :class:`Paused` event marks each pause of this much silence within a turn, and
+        then every ``pause_every_ms`` of further silence (what was heard may still change)."""
+        self.pause_every_ms = pause_every_ms
         self._frame = detector.frame_samples
         self._ms_per_sample = 1000.0 / detector.sample_rate
         self._pending: PCM = np.zeros(0, dtype=np.int16)
@@ -156,7 +159,8 @@ class ServerVadSegmenter:
         self._voiced_start: int | None = None
         self._voiced_end = 0
         self._onset = 0
-        self._paused_at: int | None = None  # the _voiced_end of the pause already reported
+        self._paused_at: int | None = None  # the _voiced_end of the pause being reported
+        self._next_pause_ms = 0.0  # the silence at which that pause is reported next
 
     def push(self, pcm: PCM, end_ms: float) -> list[TurnEvent]:
         """Add audio whose last sample ends at session position ``end_ms``; return the events it caused."""
@@ -190,8 +194,10 @@ class ServerVadSegmenter:
                 self._voiced_end = end
                 return None
             silence = self._ms(end) - self._speech_end_ms()
-            if self.pause_ms is not None and silence >= self.pause_ms and self._paused_at != self._voiced_end:
-                self._paused_at = self._voiced_end
+            if self.pause_ms is not None and self._paused_at != self._voiced_end:
+                self._paused_at, self._next_pause_ms = self._voiced_end, self.pause_ms
+            if self.pause_ms is not None and silence >= self._next_pause_ms:
+                self._next_pause_ms = silence + self.pause_every_ms
                 return Paused(silence)
             if silent and silence >= self.silence_duration_ms:
                 return self.end_turn()

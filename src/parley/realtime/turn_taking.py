@@ -6,8 +6,9 @@
 * **Barge-in needs words.** While the assistant is speaking (a response runs, or its audio is still
   playing at the client) and ``interrupt_response`` is on, voice is only a *candidate* interruption:
   no ``speech_started`` is sent (a client stops its playback on that event). It becomes a barge-in
-  once ``barge_in_min_ms`` of speech carry a word that is not a backchannel ("mhm", "yeah",
-  "okay"...), or ``barge_in_max_ms`` of speech whatever the words. A candidate that ends before
+  once ``barge_in_min_ms`` of speech carry a settled word (one the recogniser has kept for a while
+  and followed with another) that is not a backchannel ("mhm", "yeah", "okay"...), or
+  ``barge_in_max_ms`` of speech whatever the words. A candidate that ends before
   either is judged on its transcript: empty (a cough, a click, noise) or backchannel only, it is
   discarded without any event and the assistant goes on; anything else is a barge-in, late but not
   missed. A confirmed barge-in's ``speech_started`` carries the onset's ``audio_start_ms``.
@@ -21,6 +22,7 @@ session-wide input audio clock.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +42,9 @@ BACKCHANNELS = turn_completion.word_set(
 """Words (as a recogniser spells them) of feedback that does not take the turn."""
 
 _NO_AUDIO = np.zeros(0, dtype=np.int16)
+log = logging.getLogger("parley.turns")
+STABLE_MS = 150.0
+"""A word heard this long ago and still in the transcript, with a word after it, is settled."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,8 @@ class TurnTaking:
         self.barge_in_max_ms = barge_in_max_ms
         self._onset_ms: int | None = None
         self._confirmed = False
+        self._partials: list[tuple[float, str]] = []
+        """(speech ms, partial transcript) seen while deciding on a candidate interruption."""
 
     @property
     def speaking(self) -> bool:
@@ -119,6 +126,7 @@ class TurnTaking:
     def reset(self, buffer_start_ms: float) -> None:
         """The buffer was committed or cleared: forget the voice in progress, without an event."""
         self.segmenter.reset(buffer_start_ms)
+        self._partials.clear()
         self._onset_ms = None
         self._confirmed = False
 
@@ -150,18 +158,42 @@ class TurnTaking:
         if self._confirmed or not self.segmenter.speaking or self._onset_ms is None:
             return
         speech = self.segmenter.speech_ms
-        if speech >= self.barge_in_max_ms or (
-            speech >= self.barge_in_min_ms and not is_backchannel(await self._transcript())
-        ):
+        if speech >= self.barge_in_max_ms:
+            log.debug("barge-in after %.0f ms of speech", speech)
             self._confirm(out)
+        elif speech >= self.barge_in_min_ms - STABLE_MS:
+            transcript = await self._transcript()
+            self._partials.append((speech, transcript))
+            if speech >= self.barge_in_min_ms and not is_backchannel(" ".join(self._stable_words())):
+                log.debug("barge-in after %.0f ms of speech: %r", speech, transcript)
+                self._confirm(out)
+
+    def _stable_words(self) -> list[str]:
+        """The words of the latest partial transcript that the recogniser has settled on: those it
+        already had ``STABLE_MS`` earlier, followed by at least one more word (it revises the last
+        word most, and a partial taken mid-word is often another word entirely)."""
+        speech_ms, transcript = self._partials[-1]
+        earlier = [text for at, text in self._partials if at <= speech_ms - STABLE_MS]
+        if not earlier:
+            return []
+        now, then = turn_completion.words_of(transcript)[:-1], turn_completion.words_of(earlier[-1])
+        stable: list[str] = []
+        for word, before in zip(now, then, strict=False):
+            if word != before:
+                break
+            stable.append(word)
+        return stable
 
     def _confirm(self, out: list[TurnEvent]) -> None:
+        self._partials.clear()
         assert self._onset_ms is not None
         self._confirmed = True
         out.append(SpeechStarted(self._onset_ms))
 
     async def _paused(self, event: Paused, out: list[TurnEvent]) -> None:
-        required = turn_completion.required_silence_ms(await self._transcript(), self.eagerness)
+        transcript = await self._transcript()
+        required = turn_completion.required_silence_ms(transcript, self.eagerness)
+        log.debug("pause of %.0f ms after %r: %d ms end the turn", event.silence_ms, transcript, required)
         if event.silence_ms >= required:
             await self._stopped(self.segmenter.end_turn(), out)
         else:
@@ -170,10 +202,12 @@ class TurnTaking:
     async def _stopped(self, event: SpeechStopped, out: list[TurnEvent]) -> None:
         if not self._confirmed:
             transcript = await self._transcript()
+            self._partials.clear()
             if is_backchannel(transcript):
                 out.append(Discarded(transcript))
                 self._onset_ms = None
                 return
+            log.debug("barge-in at the end of a short utterance: %r", transcript)
             self._confirm(out)
         out.append(event)
         self._onset_ms = None

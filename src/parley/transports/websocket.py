@@ -12,8 +12,9 @@ from aiohttp import WSMsgType, web
 from parley.config import Settings
 from parley.engines.registry import Engines
 from parley.protocol import server_events as ev
+from parley.protocol.beta import BetaDialect, beta_requested, beta_subprotocol
 from parley.protocol.errors import ProtocolError
-from parley.realtime.session import RealtimeSession
+from parley.realtime.session import RealtimeSession, SessionType
 from parley.server.auth import check_key, error_body, offered_subprotocols
 
 log = logging.getLogger("parley.websocket")
@@ -35,52 +36,50 @@ def _refuse(status: int, message: str, code: str, param: str | None = None) -> w
     )
 
 
-def _beta_requested(request: web.Request) -> bool:
-    beta = request.headers.get("OpenAI-Beta", "")
-    return "realtime=v1" in beta or "openai-beta.realtime-v1" in offered_subprotocols(request)
-
-
 async def realtime_websocket(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     refused = check_key(request, settings)
     if refused is not None:
         return refused
-    if _beta_requested(request):
-        return _refuse(
-            400,
-            "The beta Realtime interface (OpenAI-Beta: realtime=v1) is not available yet; "
-            "connect without the beta header to use the GA interface.",
-            "beta_api_shape_unavailable",
-        )
-    if request.query.get("intent") == "transcription":
-        return _refuse(
-            400,
-            "Transcription sessions (intent=transcription) are not available yet; open a realtime "
-            "session and set audio.input.transcription instead.",
-            "intent_unavailable",
-            "intent",
-        )
+    offered = offered_subprotocols(request)
+    beta = beta_requested(request.headers.get("OpenAI-Beta", ""), offered)
+    transcription = request.query.get("intent") == "transcription"
     if "call_id" in request.query:
         return _refuse(404, f"No call with id '{request.query['call_id']}' is in progress.", "call_not_found")
-    offered = offered_subprotocols(request)
     ws = web.WebSocketResponse(
-        protocols=("realtime",) if "realtime" in offered else (),
+        protocols=beta_subprotocol(offered) if beta else (("realtime",) if "realtime" in offered else ()),
         max_msg_size=MAX_FRAME_BYTES,
         compress=False,
     )
     await ws.prepare(request)
     await serve_session(
-        ws, request.app[SETTINGS], request.app[ENGINES], request.query.get("model") or DEFAULT_MODEL
+        ws,
+        request.app[SETTINGS],
+        request.app[ENGINES],
+        request.query.get("model") or DEFAULT_MODEL,
+        beta=beta,
+        session_type="transcription" if transcription else "realtime",
     )
     return ws
 
 
-async def serve_session(ws: web.WebSocketResponse, settings: Settings, engines: Engines, model: str) -> None:
+async def serve_session(
+    ws: web.WebSocketResponse,
+    settings: Settings,
+    engines: Engines,
+    model: str,
+    *,
+    beta: bool = False,
+    session_type: SessionType = "realtime",
+) -> None:
+    """Run one session on ``ws``; with ``beta`` its events are translated to and from the beta dialect."""
     outbound: asyncio.Queue[ev.Event | None] = asyncio.Queue(OUTBOUND_QUEUE)
+    dialect: BetaDialect | None = None
 
     async def emit(event: ev.Event) -> None:
-        if not ws.closed:
-            await outbound.put(event)
+        for out in dialect.server_event(event) if dialect is not None else (event,):
+            if not ws.closed:
+                await outbound.put(out)
 
     async def write() -> None:
         while (event := await outbound.get()) is not None:
@@ -97,13 +96,22 @@ async def serve_session(ws: web.WebSocketResponse, settings: Settings, engines: 
         await ws.close(code=1000, message=b"session expired")
 
     writer = asyncio.create_task(write(), name="websocket writer")
-    session = RealtimeSession(settings=settings, engines=engines, emit=emit, model=model, on_expired=expired)
-    log.info("session %s opened (model %s)", session.id, model)
+    session = RealtimeSession(
+        settings=settings,
+        engines=engines,
+        emit=emit,
+        model=model,
+        on_expired=expired,
+        session_type=session_type,
+    )
+    dialect = BetaDialect(session) if beta else None
+    handle_text = dialect.handle_text if dialect is not None else session.handle_text
+    log.info("session %s opened (model %s%s)", session.id, model, ", beta dialect" if beta else "")
     try:
         await session.start()
         async for message in ws:
             if message.type == WSMsgType.TEXT:
-                await session.handle_text(message.data)
+                await handle_text(message.data)
             elif message.type == WSMsgType.BINARY:
                 await emit(
                     ev.error(

@@ -100,6 +100,7 @@ class OpenAIChatLLM:
                     else omit
                 ),
                 max_tokens=request.max_output_tokens if request.max_output_tokens is not None else omit,
+                temperature=request.temperature if request.temperature is not None else omit,
             )
         except (openai.OpenAIError, ValueError) as exc:
             raise self._engine_error(exc, model) from exc

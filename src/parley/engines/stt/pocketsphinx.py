@@ -44,6 +44,10 @@ SLICE_SAMPLES = 800
 """Audio handed to ``process_raw`` per call (50 ms): the event loop waits at most one slice."""
 CMN_INIT = "41.00,-5.29,-0.12,5.09,2.48,-4.07,-1.37,-1.78,-5.08,-2.05,-6.45,-1.42,1.17"
 """Initial cepstral mean used by upstream's examples for this model; better than the built-in one."""
+CMN_INIT_NARROWBAND = "48.97,31.91,-31.93,54.25,-19.07,1.38,19.49,-24.62,14.81,-14.09,5.17,10.71,-15.35"
+"""The mean this model settles on for telephone audio (8 kHz G.711, no energy above 4 kHz), measured on
+32 flite utterances; a first utterance from a phone line starts from it. It raises the first-utterance
+word recall on such audio from 17 % to 81 % (bench figures in ENGINES.md's method)."""
 
 _ENGLISH = re.compile(r"^en([-_][a-z0-9]+)*$", re.IGNORECASE)
 
@@ -122,7 +126,6 @@ class DecoderPool:
         self.max_decoders = max_decoders
         self.fwdflat = fwdflat
         self.built = 0  # decoders constructed so far, including any discarded after an error
-        self.cmn = CMN_INIT
         self.live = 0  # decoders idle, leased or being built
         self._idle: list[_Slot] = []
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -225,11 +228,17 @@ class _Lease:
             self.pool.release(slot)
 
 
+def _initial_cmn(channel: dict[str, Any]) -> str:
+    """A channel's first cepstral mean: telephone audio (``source_rate`` 8 kHz) has its own."""
+    return CMN_INIT_NARROWBAND if int(channel.get("source_rate", SAMPLE_RATE)) <= 8000 else CMN_INIT
+
+
 class PocketsphinxStream:
     """One utterance on a borrowed decoder. Use it from one event loop."""
 
-    def __init__(self, pool: DecoderPool) -> None:
+    def __init__(self, pool: DecoderPool, channel: dict[str, Any] | None = None) -> None:
         self._pool = pool
+        self._channel = channel if channel is not None else {}
         self._lease = _Lease(pool)
         weakref.finalize(self, _Lease.give_back, self._lease)  # a stream dropped without close()
         self._lock = asyncio.Lock()
@@ -252,7 +261,7 @@ class PocketsphinxStream:
             if slot is None:  # closed while waiting for a decoder
                 return None
             self._samples += len(data)
-            cmn = self._pool.cmn
+            cmn = self._channel.get("cmn") or _initial_cmn(self._channel)
             partial = await self._run(lambda s: s.process(data, cmn), "decode audio")
         if partial is None or partial == self._partial or self._state != "open":
             return None
@@ -271,8 +280,8 @@ class PocketsphinxStream:
                 if ended is None:
                     raise EngineError("this recognition stream was closed")
                 text, cmn = ended
-                if text:
-                    self._pool.cmn = cmn
+                if text:  # the channel's cepstral mean so far starts its next utterance
+                    self._channel["cmn"] = cmn
             self._result = Transcription(text=text, audio_seconds=self._samples / SAMPLE_RATE, language="en")
             self._state = "finished"
             self._lease.give_back()
@@ -337,8 +346,18 @@ class PocketsphinxSTT:
     def __init__(self, max_decoders: int = MAX_DECODERS, *, fwdflat: bool = False) -> None:
         self.pool = DecoderPool(max_decoders, fwdflat=fwdflat)
 
-    def start(self, *, language: str | None = None, prompt: str | None = None) -> PocketsphinxStream:
+    def start(
+        self,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        channel: dict[str, Any] | None = None,
+    ) -> PocketsphinxStream:
         """Begin an utterance.
+
+        ``channel`` carries the cepstral mean (the microphone and line's colouring) from one
+        utterance of a source to its next, so recognition adapts to each caller separately; its
+        ``source_rate`` (the rate the audio had before resampling) picks the first one.
 
         ``language`` must be None or English (``en``, ``en-US``, ``en_GB``...): the bundled model is
         English only. ``prompt`` is not used: pocketsphinx's n-gram search cannot be steered by free
@@ -352,7 +371,7 @@ class PocketsphinxSTT:
             )
         if prompt:
             log.debug("pocketsphinx does not use transcription prompts; ignoring it")
-        return PocketsphinxStream(self.pool)
+        return PocketsphinxStream(self.pool, channel)
 
     async def warm_up(self) -> None:
         """Build one decoder and decode a short silence with it."""
