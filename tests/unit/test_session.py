@@ -402,7 +402,8 @@ def _vad_update(**turn: object) -> dict[str, object]:
 
 
 async def test_idle_timeout_commits_the_silence_and_responds() -> None:
-    rec = await started(llm=FakeLLM(replies=[text_reply("Are you still there?")]))
+    llm = FakeLLM(replies=[text_reply("Are you still there?")])
+    rec = await started(llm=llm)
     await rec.send(_vad_update(idle_timeout_ms=1000))
     for _ in range(9):
         await rec.send(append(bytes(48 * 100)))
@@ -417,6 +418,8 @@ async def test_idle_timeout_commits_the_silence_and_responds() -> None:
     done = await rec.wait_for("response.done")
     assert done["response"]["status"] == "completed"
     assert rec.types().count("input_audio_buffer.timeout_triggered") == 1
+    user_messages = [m for m in llm.requests[-1].messages if m["role"] == "user"]
+    assert user_messages[-1]["content"] == "(no words were heard)"
     assert_all_valid(rec)
     await rec.session.close()
 

@@ -17,6 +17,8 @@ from parley.realtime.conversation import Item
 Message = dict[str, Any]
 
 PENDING_RESULT = "The result of this function call is not available yet."
+NOTHING_HEARD = "(no words were heard)"
+"""What the model reads for user audio with no recognised words (silence after an idle timeout)."""
 
 
 def _user_content(item: Item) -> str | list[dict[str, Any]]:
@@ -28,7 +30,7 @@ def _user_content(item: Item) -> str | list[dict[str, Any]]:
             texts.append(part.get("text") or "")
         elif kind == "input_audio":
             heard = part.get("transcript") or item.heard.get(index) or ""
-            texts.append(heard)
+            texts.append(heard.strip() or NOTHING_HEARD)
         elif kind == "input_image" and part.get("image_url"):
             images.append({"type": "image_url", "image_url": {"url": part["image_url"]}})
     text = " ".join(t.strip() for t in texts if t and t.strip())
