@@ -85,3 +85,35 @@ def mix_at_snr(speech: PCM, noise: PCM, snr_db: float) -> PCM:
     scale = _rms(speech) / (_rms(bed) * 10 ** (snr_db / 20)) if _rms(bed) else 0.0
     mixed = speech.astype(np.float64) + bed * scale
     return np.clip(np.round(mixed), -32768, 32767).astype(np.int16)
+
+
+def pink_noise(ms: float, rate: int = 16000, dbfs: float = -40.0, seed: int = 0) -> PCM:
+    """``ms`` milliseconds of Gaussian pink (1/f) noise whose RMS is ``dbfs`` relative to full scale."""
+    rng = np.random.default_rng(seed)
+    samples = round(rate * ms / 1000)
+    spectrum = np.fft.rfft(rng.standard_normal(samples))
+    freqs = np.fft.rfftfreq(samples, 1 / rate)
+    freqs[0] = freqs[1] if samples > 2 else 1.0
+    noise = np.fft.irfft(spectrum / np.sqrt(freqs), samples)
+    noise *= 32768.0 * 10 ** (dbfs / 20) / _rms(noise)
+    return np.clip(np.round(noise), -32768, 32767).astype(np.int16)
+
+
+def spectral_snr(reference: PCM, processed: PCM, frame: int = 512) -> float:
+    """SNR in dB of ``processed`` against the clean ``reference``, on STFT magnitudes.
+
+    Counts both the noise left and the speech lost, but not phase: a waveform SNR would also count
+    the phase shift of an all-pass or DC-blocking filter, which no listener or recogniser hears.
+    """
+    count = min(len(reference), len(processed))
+    hop = frame // 2
+    window = np.hanning(frame)
+
+    def magnitudes(pcm: PCM) -> npt.NDArray[np.float64]:
+        samples = pcm[:count].astype(np.float64)
+        frames = [samples[i : i + frame] * window for i in range(0, count - frame + 1, hop)]
+        return np.abs(np.fft.rfft(np.array(frames), axis=1))
+
+    clean, other = magnitudes(reference), magnitudes(processed)
+    error = float(np.sum((other - clean) ** 2))
+    return float(10 * np.log10(np.sum(clean**2) / max(error, 1e-9)))

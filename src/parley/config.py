@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     stt: str = Field("pocketsphinx", description="Speech-to-text engine: pocketsphinx.")
     tts: str = Field("espeak", description="Text-to-speech engine: espeak.")
     vad: str = Field("silero", description="Voice activity detector: silero.")
+    denoise: str = Field("rnnoise", description="Noise suppressor for audio.input.noise_reduction: rnnoise.")
 
     requests_per_minute: int = Field(
         600, ge=1, description="Responses a session may start per minute; more are refused."

@@ -36,6 +36,7 @@ from tests.conformance.helpers import (
     words,
 )
 from tests.scripted_llm import Reply, ScriptedLLM
+from tests.speech import mix_at_snr, white_noise
 
 SLOW_REPLY = Reply(text=" ".join(f"word{i}" for i in range(60)), chunk_delay_s=0.1)
 
@@ -296,3 +297,36 @@ async def test_transcription_session(client: AsyncOpenAI, scripted: ScriptedLLM)
     assert "response.created" not in types_of(events)
     assert events[-1]["error"]["code"] == "invalid_event"
     assert scripted.requests == []
+
+
+@pytest.mark.parametrize("kind", ["near_field", "far_field"])
+async def test_noise_reduction_cleans_what_vad_and_recognition_hear(
+    client: AsyncOpenAI, scripted: ScriptedLLM, kind: str
+) -> None:
+    scripted.script("Let me check.")
+    clean = np.frombuffer(silence(600) + speech("please check my order status") + silence(1500), dtype="<i2")
+    noisy = mix_at_snr(clean, white_noise(len(clean) / 24, rate=RATE, seed=3), 5).astype("<i2").tobytes()
+    session = _turn_detection(type="server_vad")
+    session["audio"]["input"]["noise_reduction"] = {"type": kind}
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        await opened(conn)
+        updated = await update_session(conn, session)
+        assert updated["session"]["audio"]["input"]["noise_reduction"]["type"] == kind
+        await append_audio(conn, noisy)
+        events = await collect_until(
+            conn, "conversation.item.input_audio_transcription.completed", timeout=120
+        )
+        await conn.conversation.item.retrieve(item_id=one(events, "input_audio_buffer.committed")["item_id"])
+        events += await collect_until(conn, "conversation.item.retrieved")
+    started = one(events, "input_audio_buffer.speech_started")
+    assert 200 <= started["audio_start_ms"] <= 600, started  # speech at 600 ms, less the prefix
+    transcript = one(events, "conversation.item.input_audio_transcription.completed")["transcript"]
+    assert {"check", "order"} <= words(transcript), transcript
+    # The item keeps the client's own audio, noise and all.
+    item_audio = base64.b64decode(
+        of_type(events, "conversation.item.retrieved")[0]["item"]["content"][0]["audio"]
+    )
+    noisy_pcm = np.frombuffer(noisy, dtype="<i2")
+    kept = np.frombuffer(item_audio, dtype="<i2")
+    start = started["audio_start_ms"] * 24
+    assert np.array_equal(kept[:4800], noisy_pcm[start : start + 4800])

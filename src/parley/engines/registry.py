@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from parley.config import Settings
-from parley.engines.base import LanguageModel, SpeechToText, TextToSpeech, VoiceActivityDetector
+from parley.engines.base import (
+    LanguageModel,
+    NoiseReductionType,
+    NoiseSuppressor,
+    SpeechToText,
+    TextToSpeech,
+    VoiceActivityDetector,
+)
 
-Kind = Literal["vad", "stt", "llm", "tts"]
+Kind = Literal["vad", "stt", "llm", "tts", "denoise"]
 
-_FACTORIES: dict[Kind, dict[str, str | Callable[[Settings], Any]]] = {
+DenoiseFactory = Callable[[NoiseReductionType, float | None], NoiseSuppressor]
+"""Makes the noise suppressor of one input stream: ``(type, strength)`` of
+``audio.input.noise_reduction``. Denoise engines register ``create(settings, type, strength)``."""
+
+_FACTORIES: dict[Kind, dict[str, str | Callable[..., Any]]] = {
     "vad": {
         "silero": "parley.engines.vad.silero:create",
     },
@@ -31,6 +42,9 @@ _FACTORIES: dict[Kind, dict[str, str | Callable[[Settings], Any]]] = {
     "tts": {
         "espeak": "parley.engines.tts.espeak:create",
     },
+    "denoise": {
+        "rnnoise": "parley.engines.denoise.rnnoise:create",
+    },
 }
 
 
@@ -38,7 +52,7 @@ class UnknownEngineError(ValueError):
     pass
 
 
-def register(kind: Kind, name: str, factory: str | Callable[[Settings], Any]) -> None:
+def register(kind: Kind, name: str, factory: str | Callable[..., Any]) -> None:
     _FACTORIES[kind][name] = factory
 
 
@@ -46,7 +60,7 @@ def names(kind: Kind) -> list[str]:
     return sorted(_FACTORIES[kind])
 
 
-def _factory(kind: Kind, name: str) -> Callable[[Settings], Any]:
+def _factory(kind: Kind, name: str) -> Callable[..., Any]:
     try:
         target = _FACTORIES[kind][name]
     except KeyError:
@@ -56,12 +70,27 @@ def _factory(kind: Kind, name: str) -> Callable[[Settings], Any]:
     if callable(target):
         return target
     module_name, _, attr = target.partition(":")
-    factory: Callable[[Settings], Any] = getattr(importlib.import_module(module_name), attr)
+    factory: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
     return factory
 
 
 def create(kind: Kind, name: str, settings: Settings) -> Any:
     return _factory(kind, name)(settings)
+
+
+def denoise_factory(settings: Settings, name: str | None = None) -> DenoiseFactory:
+    """The per-stream factory of the denoise engine ``name`` (default: ``settings.denoise``)."""
+    create_one = _factory("denoise", name or settings.denoise)
+
+    def make(kind: NoiseReductionType, strength: float | None = None) -> NoiseSuppressor:
+        suppressor: NoiseSuppressor = create_one(settings, kind, strength)
+        return suppressor
+
+    return make
+
+
+def _default_denoise(kind: NoiseReductionType, strength: float | None = None) -> NoiseSuppressor:
+    return denoise_factory(Settings())(kind, strength)
 
 
 @dataclass
@@ -73,12 +102,17 @@ class Engines:
     stt: SpeechToText
     llm: LanguageModel
     tts: TextToSpeech
+    denoise: DenoiseFactory = field(default=_default_denoise)
+    """Noise suppressors keep state, so each input stream gets its own from this factory."""
 
     async def warm_up(self) -> None:
         await self.stt.warm_up()
         await self.tts.warm_up()
         await self.llm.warm_up()
         self.vad().speech_probability(_silence(self.vad().frame_samples))
+        suppressor = self.denoise("near_field", None)
+        suppressor.process(_silence(suppressor.sample_rate // 10))
+        suppressor.flush()
 
 
 def _silence(samples: int) -> Any:
@@ -94,4 +128,5 @@ def load_engines(settings: Settings) -> Engines:
         stt=create("stt", settings.stt, settings),
         llm=create("llm", settings.llm, settings),
         tts=create("tts", settings.tts, settings),
+        denoise=denoise_factory(settings),
     )

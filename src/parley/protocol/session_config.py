@@ -250,12 +250,6 @@ def _check_input(input_: dict[str, Any]) -> None:
     _check_format(input_["format"], "input")
     _check_turn_detection(input_["turn_detection"])
     noise = input_["noise_reduction"]
-    if noise is not None:  # TEMPORARY until the suppressor is wired in
-        raise ProtocolError(
-            "unsupported_parameter",
-            "Input noise reduction is not available yet on this server; set it to null.",
-            param="session.audio.input.noise_reduction",
-        )
     if noise is not None:
         strength = noise.get("strength")
         if strength is not None and not 0.0 <= float(strength) <= 1.0:

@@ -22,6 +22,7 @@ from parley.protocol import server_events as ev
 from parley.protocol.errors import ProtocolError
 from parley.realtime.conversation import Item
 from parley.realtime.input_audio_buffer import MIN_COMMIT_MS, InputAudioBuffer
+from parley.realtime.input_denoise import HeardAudio
 from parley.realtime.recognition import Recognition
 from parley.realtime.transcription import LiveRecognition
 from parley.realtime.turn_detection import SpeechStarted, SpeechStopped
@@ -52,6 +53,7 @@ class InputAudio:
         self._live: LiveRecognition | None = None
         self._speech_item_id: str | None = None
         self._decoder = self.format.stream_decoder()
+        self._heard: HeardAudio | None = None
         self._auto_response_pending = False
         self._response_started_ms: dict[str, float] = {}
         self.playback_until_ms = 0.0
@@ -92,15 +94,19 @@ class InputAudio:
                     barge_in_min_ms=self.session.settings.barge_in_min_ms,
                 )
         self.recognition.set_source_rate(self.format.sample_rate)
-        if format_changed:
-            # Only with a new format: a resampler holds back a few ms that positions depend on.
-            self._vad_resampler = StreamResampler(self.format.sample_rate, VAD_RATE)
+        noise = self.session.config.input["noise_reduction"]
+        if format_changed or self._heard is None or noise != self._heard.noise_reduction:
+            # Only on a change: the resamplers and the suppressor hold back audio positions count on.
+            self._heard = HeardAudio(self.session.engines, noise, self.format.sample_rate)
+            self._vad_resampler = StreamResampler(self._heard.rate, VAD_RATE)
+            self._drop_live()
 
     # -- appending --------------------------------------------------------------------------------
 
     async def append(self, audio: bytes) -> None:
         self.buffer.append(audio)
-        pcm = self._decoder.decode(audio)
+        assert self._heard is not None
+        pcm = await self._heard.process(self._decoder.decode(audio))
         if self._turns is None:
             self._feed_live(pcm)
             return
@@ -108,7 +114,8 @@ class InputAudio:
         pcm16k = self._vad_resampler.process(pcm)
         if self._turns.speaking:
             self._feed_live(pcm)
-        for event in await self._turns.push(pcm16k, self.buffer.position_ms):
+        heard_until_ms = self.buffer.position_ms - self._heard.latency_ms
+        for event in await self._turns.push(pcm16k, heard_until_ms):
             if isinstance(event, SpeechStarted):
                 await self._speech_started(event.audio_start_ms)
             elif isinstance(event, SpeechStopped):
@@ -128,9 +135,8 @@ class InputAudio:
                 self._speech_item_id = ids.item_id()  # manual commits: the next item is this one
             item_id = self._speech_item_id if self._turns is None or self._turns.in_turn else None
             self._live = self.recognition.live(deltas=True, item_id=item_id)
-            self._stt_resampler = StreamResampler(
-                self.format.sample_rate, self.session.engines.stt.sample_rate
-            )
+            assert self._heard is not None
+            self._stt_resampler = StreamResampler(self._heard.rate, self.session.engines.stt.sample_rate)
         assert self._stt_resampler is not None
         self._live.feed(self._stt_resampler.process(pcm))
 
@@ -158,7 +164,8 @@ class InputAudio:
         if audio_start_ms > self.buffer.start_ms:
             self.buffer.take_until(audio_start_ms)
         self._drop_live()
-        self._feed_live(self.format.decode(self.buffer.peek()))
+        assert self._heard is not None
+        self._feed_live(self._heard.since(self.buffer.start_ms, self.buffer.position_ms))
 
     async def _speech_started(self, audio_start_ms: int) -> None:
         self._speech_item_id = ids.item_id()

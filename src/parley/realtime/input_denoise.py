@@ -1,0 +1,57 @@
+"""The input audio that VAD and recognition hear: decoded, and cleaned when noise reduction is on.
+
+``audio.input.noise_reduction`` puts a noise suppressor (engines ``NoiseSuppressor``) between the
+wire and turn detection / recognition; the buffer and the committed items keep the client's own
+audio. The suppressor runs in a worker thread (its native code releases the GIL) and lags its input
+by a fixed latency, which positions account for. A short history of what was heard lets a turn's
+recognition start at its onset, prefix padding included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+
+from parley.audio.resample import StreamResampler
+from parley.engines.base import PCM, NoiseSuppressor
+from parley.engines.registry import Engines
+
+HISTORY_MS = 3000
+"""Heard audio kept for replay at a turn's onset: more than any prefix padding plus a detection."""
+
+
+class HeardAudio:
+    """Input audio as the detectors hear it, at ``rate``, with a replayable recent history."""
+
+    def __init__(self, engines: Engines, noise_reduction: dict[str, Any] | None, rate: int) -> None:
+        self.input_rate = rate
+        self.noise_reduction = dict(noise_reduction) if noise_reduction is not None else None
+        self._suppressor: NoiseSuppressor | None = None
+        self._to_suppressor: StreamResampler | None = None
+        self.rate = rate
+        if noise_reduction is not None:
+            self._suppressor = engines.denoise(noise_reduction["type"], noise_reduction.get("strength"))
+            self.rate = self._suppressor.sample_rate
+            if self.rate != rate:
+                self._to_suppressor = StreamResampler(rate, self.rate)
+        self.latency_ms = self._suppressor.latency_ms if self._suppressor is not None else 0.0
+        self._history = np.zeros(0, dtype=np.int16)
+        self._keep = self.rate * HISTORY_MS // 1000
+
+    async def process(self, pcm: PCM) -> PCM:
+        """Decoded input audio in; the audio heard out (cleaned, possibly shorter: it lags)."""
+        if self._suppressor is not None:
+            if self._to_suppressor is not None:
+                pcm = self._to_suppressor.process(pcm)
+            pcm = await asyncio.to_thread(self._suppressor.process, pcm)
+        if len(pcm):
+            self._history = np.concatenate((self._history[-self._keep :], pcm))
+        return pcm
+
+    def since(self, position_ms: float, end_ms: float) -> PCM:
+        """The heard audio from session position ``position_ms``, the input being at ``end_ms``."""
+        heard_end_ms = end_ms - self.latency_ms
+        samples = max(0, round((heard_end_ms - position_ms) * self.rate / 1000))
+        return self._history[-samples:] if samples else self._history[:0]
