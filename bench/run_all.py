@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("turn_overhead.py", "offline_turn.py")
+BENCHMARKS = ("turn_overhead.py", "offline_turn.py", "turn_taking.py", "denoise.py")
 
 
 def main() -> int:
