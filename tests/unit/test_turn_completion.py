@@ -19,6 +19,8 @@ from parley.realtime.turn_completion import judge, max_wait_ms, min_wait_ms, req
         "so um",
         "it's spelled j o",
         "i was wondering if",
+        "my zip code is nine four",
+        "the pin is one two",
     ],
 )
 def test_unfinished_utterances(text: str) -> None:
@@ -36,6 +38,10 @@ def test_unfinished_utterances(text: str) -> None:
         "no",
         "okay bye",
         "my number is five five five one two three four five six seven",
+        "i think the best option is the second one",
+        "please change my delivery address",
+        "the money is in my savings account",
+        "my zip code is nine four one one zero",
     ],
 )
 def test_finished_utterances(text: str) -> None:

