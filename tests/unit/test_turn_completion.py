@@ -21,6 +21,7 @@ from parley.realtime.turn_completion import judge, max_wait_ms, min_wait_ms, req
         "i was wondering if",
         "my zip code is nine four",
         "the pin is one two",
+        "my mum bird is five five five",
     ],
 )
 def test_unfinished_utterances(text: str) -> None:

@@ -65,6 +65,8 @@ _NUMBER_CUES: dict[str, int] = {
 }
 """Words that announce a number, with the digits such a number has at least: fewer after the cue
 and the number is still being given."""
+_LOCAL_PHONE = 7
+"""Digits in the shortest (local) phone number."""
 _LETTER = re.compile(r"^[a-z]\.?$")
 
 WAITS_MS: dict[str, dict[Completion, int]] = {
@@ -94,7 +96,12 @@ def judge(text: str) -> Completion:
             for w in words[max(0, len(words) - digits - 4) : len(words) - digits]
             if w in _NUMBER_CUES
         ]
-        return "incomplete" if cues and digits < max(cues) else "unknown"
+        if cues:
+            return "incomplete" if digits < max(cues) else "unknown"
+        # "… is five five five": digits read out one by one after "is", too few for a phone number
+        # (the cue itself may be misheard); a lone "one" ("the second one") is not a number.
+        after_is = len(words) > digits and words[-digits - 1] == "is"
+        return "incomplete" if after_is and 2 <= digits < _LOCAL_PHONE else "unknown"
     if len(words) >= 2 and _LETTER.match(last) and _LETTER.match(words[-2]) and last not in ("a", "i"):
         return "incomplete"
     if last in _INCOMPLETE_ENDINGS and not (last in ("you", "it") and len(words) >= 2):
