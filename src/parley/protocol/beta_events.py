@@ -40,6 +40,7 @@ from parley.protocol.beta_session import (
     ga_tools,
     ga_transcription_session_update,
 )
+from parley.protocol.client_events import check_envelope
 from parley.protocol.errors import ProtocolError
 from parley.protocol.validation import validate
 
@@ -98,18 +99,7 @@ class GaClientEvent:
 
 def to_ga_client_event(data: dict[str, Any]) -> GaClientEvent:
     """Validate one decoded beta client event and rewrite it as GA. Raises ProtocolError."""
-    kind = data.get("type")
-    if kind is None:
-        raise ProtocolError("invalid_event", "The 'type' field is missing.", param="type")
-    if not isinstance(kind, str) or kind not in _CLIENT_MODELS:
-        supported = ", ".join(f"'{t}'" for t in BETA_CLIENT_EVENT_TYPES)
-        raise ProtocolError(
-            "invalid_value", f"Invalid value: '{kind}'. Supported values are: {supported}.", param="type"
-        )
-    if "event_id" in data and not isinstance(data["event_id"], str):
-        raise ProtocolError(
-            "invalid_type", "Invalid type for 'event_id': expected a string.", param="event_id"
-        )
+    kind = check_envelope(data, BETA_CLIENT_EVENT_TYPES)
     model = _CLIENT_MODELS[kind]
     if model is not None:
         validate(model, data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import binascii
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,21 +99,27 @@ def parse_client_event(data: dict[str, Any]) -> ClientEvent:
         raise exc.with_event_id(client_event_id) from None
 
 
-def _parse(data: dict[str, Any]) -> ClientEvent:
+def check_envelope(data: dict[str, Any], supported: Collection[str]) -> str:
+    """The event's ``type``, once it is one of ``supported`` and ``event_id`` (if any) is a string."""
     kind = data.get("type")
     if kind is None:
         raise ProtocolError("invalid_event", "The 'type' field is missing.", param="type")
-    if not isinstance(kind, str) or kind not in _MODELS:
-        supported = ", ".join(f"'{t}'" for t in CLIENT_EVENT_TYPES)
+    if not isinstance(kind, str) or kind not in supported:
+        listed = ", ".join(f"'{t}'" for t in supported)
         raise ProtocolError(
             "invalid_value",
-            f"Invalid value: '{kind}'. Supported values are: {supported}.",
+            f"Invalid value: '{kind}'. Supported values are: {listed}.",
             param="type",
         )
     if "event_id" in data and not isinstance(data["event_id"], str):
         raise ProtocolError(
             "invalid_type", "Invalid type for 'event_id': expected a string.", param="event_id"
         )
+    return kind
+
+
+def _parse(data: dict[str, Any]) -> ClientEvent:
+    kind = check_envelope(data, CLIENT_EVENT_TYPES)
     if kind == "input_audio_buffer.append":
         return _parse_append(data)
     if kind == "response.create":
