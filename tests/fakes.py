@@ -44,6 +44,20 @@ class FakeVAD:
         pass
 
 
+class ScriptedVAD:
+    """Reads each 512-sample frame's probability from its first sample (x 1000); no end lag."""
+
+    name = "scripted"
+    sample_rate = 16_000
+    frame_samples = 512
+
+    def speech_probability(self, frame: PCM) -> float:
+        return float(frame[0]) / 1000
+
+    def reset(self) -> None:
+        pass
+
+
 class FakeRecognition:
     def __init__(self, stt: FakeSTT) -> None:
         self.stt = stt

@@ -11,6 +11,7 @@ from parley.audio.resample import StreamResampler, resample
 from parley.engines.base import PCM
 from parley.engines.vad.silero import SileroVAD
 from parley.realtime.turn_detection import ServerVadSegmenter, SpeechStarted, SpeechStopped, TurnEvent
+from tests.fakes import ScriptedVAD
 from tests.speech import flite_speech
 
 RATE = 16
@@ -51,21 +52,7 @@ def _shifted(events: list[TurnEvent], ms: int) -> list[TurnEvent]:
 # The state machine, with scripted probabilities
 
 
-class _Plain:
-    """Reads each frame's probability from its first sample (x 1000); no end lag."""
-
-    name = "scripted"
-    sample_rate = 16_000
-    frame_samples = FRAME
-
-    def speech_probability(self, frame: PCM) -> float:
-        return float(frame[0]) / 1000
-
-    def reset(self) -> None:
-        pass
-
-
-class _Scripted(_Plain):
+class _Scripted(ScriptedVAD):
     end_lag_ms = 64.0  # like Silero
 
     def __init__(self) -> None:
@@ -161,7 +148,7 @@ def test_settings_can_change_between_pushes() -> None:
 
 def test_end_lag_comes_from_the_detector() -> None:
     audio = _script((0, 10), (0.9, 10), (0, 30))
-    assert _events(_run(ServerVadSegmenter(_Plain()), audio, FRAME))[1] == SpeechStopped(640)
+    assert _events(_run(ServerVadSegmenter(ScriptedVAD()), audio, FRAME))[1] == SpeechStopped(640)
     assert _events(_run(_scripted(), audio, FRAME))[1] == SpeechStopped(640 - 64)
     assert _events(_run(_scripted(end_lag_ms=10), audio, FRAME))[1] == SpeechStopped(630)
 

@@ -11,21 +11,10 @@ import numpy as np
 from parley.engines.base import PCM
 from parley.realtime.turn_detection import SpeechStarted, SpeechStopped
 from parley.realtime.turn_taking import Discarded, TurnEvent, TurnTaking, is_backchannel
+from tests.fakes import ScriptedVAD
 
 FRAME = 512  # 32 ms at 16 kHz
 SERVER_VAD = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 0, "silence_duration_ms": 500}
-
-
-class _Detector:
-    name = "scripted"
-    sample_rate = 16_000
-    frame_samples = FRAME
-
-    def speech_probability(self, frame: PCM) -> float:
-        return float(frame[0]) / 1000
-
-    def reset(self) -> None:
-        pass
 
 
 def _frames(p: float, n: int) -> PCM:
@@ -40,7 +29,7 @@ class _Harness:
         self.position_ms = 0.0
         self.turns = TurnTaking(
             turn,
-            _Detector(),
+            ScriptedVAD(),
             buffer_start_ms=0,
             assistant_speaking=lambda: self.assistant_speaking,
             transcript=self._transcript,
