@@ -10,6 +10,7 @@ recognition start at its onset, prefix padding included.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,8 @@ class HeardAudio:
             if self.rate != rate:
                 self._to_suppressor = StreamResampler(rate, self.rate)
         self.latency_ms = self._suppressor.latency_ms if self._suppressor is not None else 0.0
-        self._history = np.zeros(0, dtype=np.int16)
+        self._history: deque[PCM] = deque()
+        self._history_samples = 0
         self._keep = self.rate * HISTORY_MS // 1000
 
     async def process(self, pcm: PCM) -> PCM:
@@ -46,12 +48,17 @@ class HeardAudio:
             if self._to_suppressor is not None:
                 pcm = self._to_suppressor.process(pcm)
             pcm = await asyncio.to_thread(self._suppressor.process, pcm)
-        if len(pcm):
-            self._history = np.concatenate((self._history[-self._keep :], pcm))
+        if len(pcm):  # chunks are kept as they come: nothing is copied on this per-append path
+            self._history.append(pcm)
+            self._history_samples += len(pcm)
+            while self._history_samples - len(self._history[0]) >= self._keep:
+                self._history_samples -= len(self._history.popleft())
         return pcm
 
     def since(self, position_ms: float, end_ms: float) -> PCM:
         """The heard audio from session position ``position_ms``, the input being at ``end_ms``."""
         heard_end_ms = end_ms - self.latency_ms
         samples = max(0, round((heard_end_ms - position_ms) * self.rate / 1000))
-        return self._history[-samples:] if samples else self._history[:0]
+        if not samples or not self._history:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate(self._history)[-samples:]
