@@ -1,0 +1,1 @@
+"""Tools a Realtime session can use: argument checks and MCP servers (``parley.tools.mcp``)."""
