@@ -178,11 +178,13 @@ def fake_engines(**kwargs: Any) -> Engines:
 class Recorder:
     """A session wired to fake engines, with every emitted event recorded."""
 
-    def __init__(self, session_type: SessionType = "realtime", **kwargs: Any) -> None:
+    def __init__(
+        self, session_type: SessionType = "realtime", settings: Settings | None = None, **kwargs: Any
+    ) -> None:
         self.events: list[ev.Event] = []
         self.engines = fake_engines(**kwargs)
         self.session = RealtimeSession(
-            settings=Settings(),
+            settings=settings or Settings(),
             engines=self.engines,
             emit=self._emit,
             model="gpt-realtime",

@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     vad: str = Field("silero", description="Voice activity detector: silero.")
     denoise: str = Field("rnnoise", description="Noise suppressor for audio.input.noise_reduction: rnnoise.")
 
+    tool_argument_validation: bool = Field(
+        True,
+        description="Check tool-call arguments against the tool's JSON Schema (one correction, then fail).",
+    )
+    mcp_timeout_s: float = Field(
+        30.0, gt=0, description="Timeout of connecting to an MCP server, listing its tools, and one call."
+    )
+
     requests_per_minute: int = Field(
         600, ge=1, description="Responses a session may start per minute; more are refused."
     )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 
-from parley.engines.base import Finish, TextDelta, ToolCallDelta
+from parley.engines.base import ChatRequest, Finish, LLMEvent, TextDelta, ToolCallDelta
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, Recorder, text_reply, tool_reply
 from tests.wire import validate_ga
 
@@ -17,6 +18,12 @@ USER_HI = {
     "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
 }
 TEXT_ONLY = {"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}}
+WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+WITH_WEATHER = {"type": "session.update", "session": {"type": "realtime", "tools": [WEATHER_TOOL]}}
 
 
 def tone(ms: int, rate: int = 24000, amplitude: int = 8000) -> bytes:
@@ -114,6 +121,7 @@ async def test_audio_turn_streams_audio_with_exact_transcript() -> None:
 
 async def test_function_call_turn() -> None:
     rec = await started(llm=FakeLLM(replies=[tool_reply("get_weather", '{"city": "Paris"}')]))
+    await rec.send(WITH_WEATHER)
     await rec.send(USER_HI)
     await rec.send({"type": "response.create"})
     done = await rec.wait_for("response.done")
@@ -141,23 +149,47 @@ async def test_function_call_turn() -> None:
     await rec.session.close()
 
 
-async def test_cancel_leaves_items_incomplete_and_calls_unannounced() -> None:
-    events = [
-        ToolCallDelta(0, call_id="call_x", name="hang_up", arguments='{"now":'),
-        ToolCallDelta(0, arguments=" true}"),
-        Finish("tool_calls"),
-    ]
-    rec = await started(llm=FakeLLM(replies=[events], delay_s=0.2))
+class HalfCallLLM(FakeLLM):
+    """Writes the first half of a call, then waits (for a cancel)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.half_written = asyncio.Event()
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[LLMEvent]:
+        if self.half_written.is_set():  # later requests: the usual echo
+            async for event in super().stream(request):
+                yield event
+            return
+        self.requests.append(request)
+        yield ToolCallDelta(0, call_id="call_x", name="hang_up", arguments='{"now":')
+        self.half_written.set()
+        await asyncio.Event().wait()
+        yield ToolCallDelta(0, arguments=" true}")
+        yield Finish("tool_calls")
+
+
+async def test_cancel_leaves_calls_incomplete_and_unannounced() -> None:
+    llm = HalfCallLLM()
+    rec = await started(llm=llm)
+    hang_up = {"type": "function", "name": "hang_up", "parameters": {"type": "object"}}
+    await rec.send({"type": "session.update", "session": {"type": "realtime", "tools": [hang_up]}})
     await rec.send(USER_HI)
     await rec.send({"type": "response.create"})
-    await rec.wait_for("response.output_item.added")
+    await asyncio.wait_for(llm.half_written.wait(), 10)
     await rec.send({"type": "response.cancel"})
     done = await rec.wait_for("response.done")
     assert done["response"]["status"] == "cancelled"
     assert done["response"]["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
-    assert done["response"]["output"][0]["status"] == "incomplete"
+    [call] = done["response"]["output"]
+    assert (call["name"], call["status"], call["arguments"]) == ("hang_up", "incomplete", "")
     assert "response.function_call_arguments.done" not in rec.types()
+    assert "response.function_call_arguments.delta" not in rec.types()
     assert rec.session.active is None
+    # The next response never shows the model the abandoned call.
+    await rec.send({"type": "response.create"})
+    await rec.wait_for("response.done", 2)
+    assert all("tool_calls" not in m for m in llm.requests[-1].messages)
     assert_all_valid(rec)
     await rec.session.close()
 

@@ -15,6 +15,7 @@ from openai.types.realtime import RealtimeSessionCreateRequest, RealtimeTranscri
 
 from parley.config import Settings
 from parley.protocol.errors import ProtocolError, invalid_value
+from parley.tools.arguments import SchemaProblem, check_schema
 
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
 
@@ -218,25 +219,47 @@ def check_session(data: dict[str, Any], *, previous: dict[str, Any], audio_produ
     limit = data["max_output_tokens"]
     if limit != "inf" and not 1 <= int(limit) <= 4096:
         raise invalid_value("session.max_output_tokens", "expected an integer between 1 and 4096, or 'inf'.")
-    for tool_index, tool in enumerate(data["tools"]):
-        if tool.get("type") != "function":
-            raise ProtocolError(
-                "unsupported_parameter",
-                f"Tools of type '{tool.get('type')}' are not available yet; use function tools.",
-                param=f"session.tools[{tool_index}].type",
-            )
-        if not tool.get("name"):
-            raise ProtocolError(
-                "missing_required_parameter",
-                "Missing required parameter: 'name'.",
-                param=f"session.tools[{tool_index}].name",
-            )
+    _check_tools(data["tools"])
     audio = data["audio"]
     _check_format(audio["output"]["format"], "output")
     _check_output(audio["output"], previous["audio"]["output"], audio_produced)
     _check_input(audio["input"])
     if previous.get("tracing") not in (None, data.get("tracing")):
         raise invalid_value("session.tracing", "tracing cannot be modified once it is enabled.")
+
+
+def _check_tools(tools: list[dict[str, Any]]) -> None:
+    labels: set[str] = set()
+    for index, tool in enumerate(tools):
+        param = f"session.tools[{index}]"
+        if tool.get("type") == "mcp":
+            if tool.get("connector_id") is not None:
+                raise ProtocolError(
+                    "unsupported_parameter",
+                    "Connectors are OpenAI-hosted; give the MCP server's 'server_url' instead.",
+                    param=f"{param}.connector_id",
+                )
+            url = tool.get("server_url")
+            if not url or not str(url).startswith(("http://", "https://")):
+                raise invalid_value(f"{param}.server_url", "expected the http(s) URL of an MCP server.")
+            if tool["server_label"] in labels:
+                raise invalid_value(f"{param}.server_label", "each MCP server needs its own label.")
+            labels.add(tool["server_label"])
+            continue
+        if tool.get("type") != "function":
+            raise ProtocolError(
+                "unsupported_parameter",
+                f"Tools of type '{tool.get('type')}' are not available; use function or mcp tools.",
+                param=f"{param}.type",
+            )
+        if not tool.get("name"):
+            raise ProtocolError(
+                "missing_required_parameter", "Missing required parameter: 'name'.", param=f"{param}.name"
+            )
+        try:
+            check_schema(tool.get("parameters") or {})
+        except SchemaProblem as exc:
+            raise invalid_value(f"{param}.parameters", f"not a valid JSON Schema ({exc}).") from None
 
 
 def _check_format(fmt: dict[str, Any], direction: str) -> None:

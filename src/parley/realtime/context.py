@@ -4,7 +4,9 @@ User audio contributes what was recognised, assistant audio only what was heard 
 item's transcript is cut), function calls become assistant ``tool_calls`` with their outputs placed
 right after them (chat APIs require that order, while the conversation keeps arrival order), and
 calls from cancelled responses, which were never to be made, are left out with their outputs; a
-call still waiting for its output is followed by a note saying so.
+call still waiting for its output is followed by a note saying so. MCP calls Parley ran read like
+function calls with their output (or error); an approval request reads as a call that waits for, or
+was refused, the user's approval.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from parley.realtime.conversation import Item
 Message = dict[str, Any]
 
 PENDING_RESULT = "The result of this function call is not available yet."
+AWAITING_APPROVAL = "The call was not made: it is waiting for the user's approval."
+DECLINED = "The call was not made: the user declined it."
 NOTHING_HEARD = "(no words were heard)"
 """What the model reads for user audio with no recognised words (silence after an idle timeout)."""
 
@@ -55,10 +59,10 @@ def _system_text(item: Item) -> str:
 
 def build_messages(instructions: str, items: Iterable[Item]) -> list[Message]:
     items = list(items)
-    skipped_calls = {
+    skipped_calls = {  # calls of cancelled responses, and calls still being written
         i.data.get("call_id")
         for i in items
-        if i.type == "function_call" and i.data.get("status") == "incomplete"
+        if i.type == "function_call" and i.data.get("status") != "completed"
     }
     outputs: dict[str, Item] = {str(i.data["call_id"]): i for i in items if i.type == "function_call_output"}
     known_calls = {i.data.get("call_id") for i in items if i.type == "function_call"}
@@ -80,6 +84,8 @@ def build_messages(instructions: str, items: Iterable[Item]) -> list[Message]:
             output = outputs.get(call_id)
             result = output.data["output"] if output is not None else PENDING_RESULT
             messages.append({"role": "tool", "tool_call_id": call_id, "content": result})
+        elif item.type in ("mcp_call", "mcp_approval_request"):
+            messages.extend(_mcp_messages(item, items))
         elif item.type == "function_call_output":
             call_id = str(item.data["call_id"])
             if call_id in known_calls:
@@ -90,6 +96,50 @@ def build_messages(instructions: str, items: Iterable[Item]) -> list[Message]:
                 {"role": "system", "content": f"Result of function call {call_id}: {item.data['output']}"}
             )
     return messages
+
+
+def _tool_exchange(call_id: str, name: str, arguments: str, result: str) -> list[Message]:
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments or "{}"}}
+    return [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call_id, "content": result},
+    ]
+
+
+def _mcp_messages(item: Item, items: list[Item]) -> list[Message]:
+    name, arguments = str(item.data.get("name")), str(item.data.get("arguments") or "{}")
+    if item.type == "mcp_call":
+        error = item.data.get("error")
+        result = f"Error: {error.get('message')}" if error else str(item.data.get("output") or "")
+        return _tool_exchange(item.id, name, arguments, result)
+    answer = _approval_response(item.id, items)
+    if answer is None:
+        return _tool_exchange(item.id, name, arguments, AWAITING_APPROVAL)
+    if not answer.data.get("approve"):
+        reason = answer.data.get("reason")
+        return _tool_exchange(item.id, name, arguments, f"{DECLINED} {reason}" if reason else DECLINED)
+    return []  # approved: the mcp_call that ran it says what came of it
+
+
+def _approval_response(request_id: str, items: list[Item]) -> Item | None:
+    for item in items:
+        if item.type == "mcp_approval_response" and item.data.get("approval_request_id") == request_id:
+            return item
+    return None
+
+
+def approved_requests(items: Iterable[Item]) -> list[Item]:
+    """Approval requests the client approved whose call has not been made yet."""
+    items = list(items)
+    made = {i.data.get("approval_request_id") for i in items if i.type == "mcp_call"}
+    return [
+        i
+        for i in items
+        if i.type == "mcp_approval_request"
+        and i.id not in made
+        and (answer := _approval_response(i.id, items)) is not None
+        and answer.data.get("approve")
+    ]
 
 
 def _message(item: Item) -> Message | None:

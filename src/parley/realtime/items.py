@@ -13,7 +13,7 @@ from parley.audio.pcm import AudioFormat
 from parley.protocol.errors import ProtocolError
 from parley.realtime.conversation import Item
 
-_SUPPORTED_TYPES = ("message", "function_call", "function_call_output")
+_SUPPORTED_TYPES = ("message", "function_call", "function_call_output", "mcp_approval_response")
 
 
 def item_from_client(item: ConversationItem, input_format: AudioFormat, *, param: str = "item") -> Item:
@@ -26,6 +26,8 @@ def item_from_client(item: ConversationItem, input_format: AudioFormat, *, param
             param=f"{param}.type",
         )
     data.setdefault("id", ids.item_id())
+    if data["type"] == "mcp_approval_response":
+        return Item(data=data)  # MCP items carry neither ``object`` nor ``status``
     data["object"] = "realtime.item"
     data["status"] = "completed"
     if data["type"] == "function_call":

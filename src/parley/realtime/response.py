@@ -21,7 +21,6 @@ from parley.engines.base import (
     ChatRequest,
     EngineError,
     Finish,
-    FunctionTool,
     LanguageModel,
     TextDelta,
     TextToSpeech,
@@ -30,15 +29,20 @@ from parley.engines.base import (
 )
 from parley.protocol import server_events as ev
 from parley.protocol.errors import ProtocolError
-from parley.realtime.context import Message, estimate_tokens
+from parley.realtime.context import Message, build_messages, estimate_tokens
 from parley.realtime.conversation import Conversation, Item
-from parley.realtime.response_output import Emit, FunctionCallWriter, MessageWriter, OutputTarget
+from parley.realtime.response_output import Emit, MessageWriter, OutputTarget
+from parley.realtime.response_tools import ResponseTools
+from parley.realtime.tool_calls import CallChecker, CallRejected, PendingCall, collect
+from parley.realtime.toolbox import McpRunner, Toolbox, function_specs
 
 log = logging.getLogger("parley.response")
 
 CancelReason = Literal["turn_detected", "client_cancelled"]
 AUDIO_TOKENS_PER_SECOND_IN = 10
 AUDIO_TOKENS_PER_SECOND_OUT = 20
+MAX_TOOL_STEPS = 8
+"""Language-model requests one response may make while MCP calls feed it results."""
 
 
 @dataclass
@@ -91,9 +95,12 @@ class Response:
         llm: LanguageModel,
         tts: TextToSpeech,
         conversation: Conversation,
-        context: Callable[[ResponseParams], Awaitable[list[Message]]],
+        context: Callable[[list[Item], ResponseParams], Awaitable[list[Message]]],
         emit: Emit,
         input_audio_seconds: Callable[[list[Item]], float],
+        tools: Callable[[ResponseParams], Awaitable[Toolbox]] | None = None,
+        run_mcp: McpRunner | None = None,
+        validate_arguments: bool = True,
     ) -> None:
         self.id = ids.response_id()
         self.params = params
@@ -112,15 +119,23 @@ class Response:
         self._usage: Usage | None = None
         self.usage: dict[str, Any] | None = None
         """The wire ``usage``, set once the response is done."""
+        self._tools = tools
+        self._toolbox: Toolbox | None = None
+        self._validate_arguments = validate_arguments
+        self._items = params.input if params.input is not None else conversation.items()
+        """The context: the conversation as it was when the response was created."""
+        self._running = False
         self._messages: list[Message] = []
         self._message: MessageWriter | None = None
-        self._message_done = False
-        self._calls: dict[int, FunctionCallWriter] = {}
+        """The assistant message being written; a response may write one before each tool step."""
+        self._audio_ms = 0.0
+        """Audio of the finished messages."""
         self._finish_reason: str | None = None
         self._output_chars = 0
         self.target = OutputTarget(
             self.id, self.output, conversation if params.in_conversation else None, emit
         )
+        self.tools = ResponseTools(self.target, run_mcp)
 
     @property
     def done(self) -> bool:
@@ -142,19 +157,27 @@ class Response:
             "metadata": p.metadata,
         }
 
-    def start(self, rate_limits: list[dict[str, Any]]) -> asyncio.Task[None]:
-        self.task = asyncio.create_task(self._run(rate_limits), name=f"response {self.id}")
+    async def start(self, rate_limits: list[dict[str, Any]]) -> asyncio.Task[None]:
+        """Send ``response.created`` (before whatever the client sends next is handled), then run."""
+        await self._emit(ev.response_created(self.wire()))
+        await self._emit(ev.rate_limits_updated(rate_limits))
+        self.task = asyncio.create_task(self._run(), name=f"response {self.id}")
         return self.task
 
     def cancel(self, reason: CancelReason) -> None:
-        if self.done or self.task is None or self.cancel_reason is not None:
+        if self.done or self.cancel_reason is not None:
             return
         self.cancel_reason = reason
-        self.task.cancel()
+        if self._running and self.task is not None:
+            self.task.cancel()
+        # else the task has not begun: cancelling it now would skip ``_run`` (and response.done);
+        # it sees the reason as it starts.
 
-    async def _run(self, rate_limits: list[dict[str, Any]]) -> None:
-        await self._emit(ev.response_created(self.wire()))
-        await self._emit(ev.rate_limits_updated(rate_limits))
+    async def _run(self) -> None:
+        self._running = True
+        if self.cancel_reason is not None:
+            await self._finish("cancelled", None)
+            return
         error: ProtocolError | None = None
         try:
             await self._generate()
@@ -163,6 +186,10 @@ class Response:
             status = "cancelled"
             if self.cancel_reason is None:  # the session itself is going away
                 self.cancel_reason = "client_cancelled"
+        except CallRejected as exc:
+            log.warning("response %s failed: %s", self.id, exc.message)
+            status = "failed"
+            error = ProtocolError(exc.code, exc.message, type="server_error")
         except EngineError as exc:
             log.warning("response %s failed in an engine: %s", self.id, exc)
             status = "failed"
@@ -174,41 +201,75 @@ class Response:
         await self._finish(status, error)
 
     async def _generate(self) -> None:
-        self._messages = await self._context(self.params)
         p = self.params
-        request = ChatRequest(
-            messages=self._messages,
-            tools=[
-                FunctionTool(t["name"], t.get("description") or "", t.get("parameters") or {})
-                for t in p.tools
-            ],
-            tool_choice=_tool_choice(p.tool_choice),
+        self._messages = await self._context(self._items, p)
+        toolbox = await self._tools(p) if self._tools is not None else Toolbox(function_specs(p.tools))
+        self._toolbox = toolbox
+        checker = CallChecker(
+            self.llm,
+            toolbox,
+            self._request(self._messages, toolbox, "auto"),
+            validate_arguments=self._validate_arguments,
+            on_usage=self._add_usage,
+        )
+        if p.in_conversation:
+            await self.tools.run_approved(self._items, toolbox)
+        choice = toolbox.resolve_choice(p.tool_choice)
+        for _ in range(MAX_TOOL_STEPS):
+            messages = [*self._messages, *build_messages("", self.output)]
+            calls = await self._stream_step(self._request(messages, toolbox, choice), toolbox)
+            live = [c for c in calls if c.call_id in self.tools.live]
+            pending = [c for c in calls if c.call_id not in self.tools.live]
+            checked = await checker.check(pending, messages, "auto" if live else choice)
+            if not await self.tools.make(checked, toolbox) or live:
+                return
+            choice = "auto"  # with the tools' results the model may answer in words
+
+    def _request(self, messages: list[Message], toolbox: Toolbox, choice: Any) -> ChatRequest:
+        p = self.params
+        return ChatRequest(
+            messages=messages,
+            tools=toolbox.for_model(),
+            tool_choice=_tool_choice(choice),
             max_output_tokens=p.max_output_tokens,
             model=None,  # the engine's configured model (PARLEY_LLM_MODEL), not the realtime name
             parallel_tool_calls=p.parallel_tool_calls,
             temperature=p.temperature,
         )
+
+    async def _stream_step(self, request: ChatRequest, toolbox: Toolbox) -> list[PendingCall]:
+        """One language-model request: text is spoken as it comes, calls are collected."""
+        calls = self.tools.writing = {}
         async for event in self.llm.stream(request):
             if self.timings.llm_first_token is None and isinstance(event, TextDelta | ToolCallDelta):
                 self.timings.llm_first_token = time.perf_counter()
             if isinstance(event, TextDelta):
-                await self._on_text(event.text)
+                if calls:
+                    log.warning("response %s: text after a tool call is dropped", self.id)
+                else:
+                    await self._on_text(event.text)
             elif isinstance(event, ToolCallDelta):
-                await self._on_tool_call(event)
+                if request.tool_choice == "none":
+                    log.warning("response %s: a tool call although tool_choice is 'none'", self.id)
+                    continue
+                await self._end_message()  # output items stream one after another
+                self._output_chars += len(event.arguments)
+                call, _ = collect(calls, event)
+                spec = toolbox.get(call.name)
+                if not self._validate_arguments and (spec is None or not spec.is_mcp):
+                    await self.tools.stream_live(call, event)
             elif isinstance(event, Usage):
-                self._usage = event
+                self._add_usage(event)
             elif isinstance(event, Finish):
                 self._finish_reason = event.reason
-        if self._message is not None and not self._message_done:
+        if self._message is not None:
             await self._message.finish_speaking()
+        return [calls[i] for i in sorted(calls)]
 
     async def _on_text(self, text: str) -> None:
         if not text:
             return
         self._output_chars += len(text)
-        if self._message_done:
-            log.warning("response %s: text after a tool call is dropped", self.id)
-            return
         if self._message is None:
             p = self.params
             self._message = MessageWriter(
@@ -223,29 +284,22 @@ class Response:
             await self._message.start()
         await self._message.push(text)
 
+    async def _end_message(self) -> None:
+        if self._message is None:
+            return
+        message, self._message = self._message, None
+        await message.finish_speaking()
+        await message.done("completed")
+        self._audio_ms += message.audio_ms
+
     def _mark_first_audio(self) -> None:
         self.timings.first_audio = time.perf_counter()
 
-    async def _on_tool_call(self, delta: ToolCallDelta) -> None:
-        if self.params.tool_choice == "none":
-            log.warning("response %s: the model called a tool although tool_choice is 'none'", self.id)
-            return
-        call = self._calls.get(delta.index)
-        if call is None:
-            if self._message is not None and not self._message_done:
-                # Output items stream one after another: the message ends before a call begins.
-                # Calls themselves are finished only when the model's stream ends, so a response
-                # cancelled before then never announces a call to make.
-                await self._message.finish_speaking()
-                await self._message.done("completed")
-                self._message_done = True
-            call = FunctionCallWriter(self.target, name=delta.name or "", call_id=delta.call_id)
-            self._calls[delta.index] = call
-            await call.start()
-        elif delta.name and not call.name:
-            call.item.data["name"] = delta.name
-        self._output_chars += len(delta.arguments)
-        await call.push(delta.arguments)
+    def _add_usage(self, usage: Usage) -> None:
+        before = self._usage or Usage(0, 0)
+        self._usage = Usage(
+            before.input_tokens + usage.input_tokens, before.output_tokens + usage.output_tokens
+        )
 
     async def _finish(self, status: str, error: ProtocolError | None) -> None:
         self.status = status
@@ -259,20 +313,19 @@ class Response:
                 "type": "failed",
                 "error": {"type": error.type, "code": error.code, "message": error.message},
             }
-        item_status = "completed" if status == "completed" else "incomplete"
-        if self._message is not None and not self._message_done:
-            await self._message.done(item_status)
-        for index in sorted(self._calls):
-            await self._calls[index].done(item_status)
+        if self._message is not None:
+            await self._message.done("completed" if status == "completed" else "incomplete")
+            self._audio_ms += self._message.audio_ms
+            self._message = None
+        await self.tools.finish(status, self._toolbox)
         self.usage = self._usage_wire()  # after the items finished: it counts the audio they hold
         if error is not None:
             await self._emit(ev.error(error))
         await self._emit(ev.response_done(self.wire()))
 
     def _usage_wire(self) -> dict[str, Any]:
-        audio_in = int(self._input_audio_seconds(self._context_items()) * AUDIO_TOKENS_PER_SECOND_IN)
-        audio_ms = self._message.audio_ms if self._message is not None else 0.0
-        audio_out = int(audio_ms / 1000 * AUDIO_TOKENS_PER_SECOND_OUT)
+        audio_in = int(self._input_audio_seconds(self._items) * AUDIO_TOKENS_PER_SECOND_IN)
+        audio_out = int(self._audio_ms / 1000 * AUDIO_TOKENS_PER_SECOND_OUT)
         if self._usage is not None:
             text_in, text_out = self._usage.input_tokens, self._usage.output_tokens
         else:
@@ -293,9 +346,3 @@ class Response:
             },
             "output_token_details": {"text_tokens": text_out, "audio_tokens": audio_out},
         }
-
-    def _context_items(self) -> list[Item]:
-        if self.params.input is not None:
-            return self.params.input
-        produced = {item.id for item in self.output}
-        return [item for item in self.conversation.items() if item.id not in produced]

@@ -61,7 +61,7 @@ def resolve_params(
             if tool.get("type") != "function":
                 raise ProtocolError(
                     "unsupported_parameter",
-                    f"Tools of type '{tool.get('type')}' are not available yet; use function tools.",
+                    "MCP servers are configured in session.tools; a response can use function tools.",
                     param=f"response.tools[{index}].type",
                 )
         params.tools = tools

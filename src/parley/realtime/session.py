@@ -43,9 +43,11 @@ from parley.realtime.context import Message, build_messages
 from parley.realtime.conversation import Conversation, Item
 from parley.realtime.input_audio import InputAudio
 from parley.realtime.items import item_from_client, truncate_item
+from parley.realtime.mcp_tools import McpServers
 from parley.realtime.rate_limits import RateLimits
-from parley.realtime.response import Response
+from parley.realtime.response import Response, ResponseParams
 from parley.realtime.response_params import resolve_params
+from parley.realtime.toolbox import Toolbox, function_specs
 
 log = logging.getLogger("parley.session")
 
@@ -97,6 +99,9 @@ class RealtimeSession:
         """The running response of the default conversation; at most one."""
         self.rate_limits = RateLimits(settings.requests_per_minute, settings.tokens_per_minute)
         self.audio = InputAudio(self)
+        self.mcp = McpServers(
+            conversation=self.conversation, emit=self.emit, timeout_s=settings.mcp_timeout_s
+        )
         self._on_expired = on_expired
         self._expiry: asyncio.TimerHandle | None = None
         self._closed = False
@@ -138,6 +143,13 @@ class RealtimeSession:
         self._closed = True
         if self._expiry is not None:
             self._expiry.cancel()
+        current = asyncio.current_task()
+        pending = [task for task in self.background if task is not current]
+        for task in pending:  # e.g. a response due after a turn, not yet created
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         for response in list(self.responses.values()):
             response.cancel("client_cancelled")
         tasks = [r.task for r in self.responses.values() if r.task is not None]
@@ -145,6 +157,7 @@ class RealtimeSession:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.mcp.close()
 
     async def emit(self, event: ev.Event) -> None:
         await self._emit(event)
@@ -213,21 +226,46 @@ class RealtimeSession:
         self.config.apply_update(event.session, audio_produced=self._audio_produced())
         self.audio.configure()
         await self.emit(ev.session_updated(self.config.wire()))
+        if self.config.type == "realtime":
+            await self.mcp.configure(self.config.tools)
 
     def _audio_produced(self) -> bool:
         return any(item.role == "assistant" and item.audio for item in self.conversation.items())
 
     async def _item_create(self, event: ConversationItemCreateEvent) -> None:
         item = item_from_client(event.item, self.audio.format)
+        if item.type == "mcp_approval_response":
+            self._check_approval(item)
         previous = self.conversation.insert(item, event.previous_item_id)
         await self.emit(ev.conversation_item_added(item.wire(), previous))
         await self.emit(ev.conversation_item_done(item.wire(), previous))
         if item.audio:
             self.audio.recognition.transcribe(item)
 
+    def _check_approval(self, answer: Item) -> None:
+        request_id = answer.data.get("approval_request_id")
+        items = self.conversation.items()
+        if not any(i.type == "mcp_approval_request" and i.id == request_id for i in items):
+            raise ProtocolError(
+                "invalid_value",
+                f"No mcp_approval_request with id '{request_id}' in the conversation.",
+                param="item.approval_request_id",
+            )
+        if any(
+            i.type == "mcp_approval_response" and i.data.get("approval_request_id") == request_id
+            for i in items
+        ):
+            raise ProtocolError(
+                "invalid_value",
+                f"The approval request '{request_id}' was already answered.",
+                param="item.approval_request_id",
+            )
+
     # -- responses --------------------------------------------------------------------------------
 
     async def create_response(self, event: ParsedResponseCreate | None = None) -> Response:
+        if self._closed:
+            raise ProtocolError("session_closed", "The session is closed.")
         params = resolve_params(self.config, event, self.conversation, self.audio.format)
         if params.in_conversation and self.active is not None:
             raise ProtocolError(
@@ -252,13 +290,16 @@ class RealtimeSession:
             context=self._context,
             emit=self.emit,
             input_audio_seconds=_seconds_in,
+            tools=self._toolbox,
+            run_mcp=self.mcp.run,
+            validate_arguments=self.settings.tool_argument_validation,
         )
         self.responses[response.id] = response
         if params.in_conversation:
             self.active = response
         self.audio.response_started(response)
         reserved = params.max_output_tokens or 4096
-        task = response.start(self.rate_limits.start_response(reserved))
+        task = await response.start(self.rate_limits.start_response(reserved))
         task.add_done_callback(lambda _: self._response_finished(response, reserved))
         return response
 
@@ -271,8 +312,12 @@ class RealtimeSession:
         if not self._closed:
             self.audio.response_finished(response)
 
-    async def _context(self, params: Any) -> list[Message]:
-        items = params.input if params.input is not None else self.conversation.items()
+    async def _toolbox(self, params: ResponseParams) -> Toolbox:
+        functions = function_specs(params.tools)
+        taken = {spec.name for spec in functions}
+        return Toolbox([*functions, *await self.mcp.specs(params.tools, taken)])
+
+    async def _context(self, items: list[Item], params: ResponseParams) -> list[Message]:
         await self.audio.recognition.wait_for(items)
         return build_messages(params.instructions, items)
 
