@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("turn_overhead.py", "offline_turn.py", "turn_taking.py", "denoise.py")
+BENCHMARKS = (
+    "turn_overhead.py",
+    "offline_turn.py",
+    "turn_taking.py",
+    "denoise.py",
+    "tool_calls.py",
+    "mcp_call.py",
+)
 
 
 def main() -> int:

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
         True,
         description="Check tool-call arguments against the tool's JSON Schema (one correction, then fail).",
     )
+    mcp_allowed_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated URL prefixes MCP server URLs must start with. Empty: any URL.",
+    )
     mcp_timeout_s: float = Field(
         30.0, gt=0, description="Timeout of connecting to an MCP server, listing its tools, and one call."
     )
@@ -77,7 +81,7 @@ class Settings(BaseSettings):
         200_000, ge=1, description="Tokens a session may use per minute; past it responses are refused."
     )
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "mcp_allowed_urls", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):

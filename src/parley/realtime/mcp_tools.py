@@ -161,6 +161,21 @@ class McpServers:
             await self._drop(label)
 
 
+def check_mcp_urls(tools: list[dict[str, Any]], allowed: list[str]) -> None:
+    """Refuse an MCP server outside ``PARLEY_MCP_ALLOWED_URLS`` (when it is set): a client must
+    not make the server reach into networks the operator did not open to it."""
+    if not allowed:
+        return
+    for index, tool in enumerate(tools):
+        url = str(tool.get("server_url") or "")
+        if tool.get("type") == "mcp" and not any(url.startswith(prefix) for prefix in allowed):
+            raise ProtocolError(
+                "invalid_value",
+                f"MCP server URL {url!r} is not allowed on this server (see PARLEY_MCP_ALLOWED_URLS).",
+                param=f"session.tools[{index}].server_url",
+            )
+
+
 def _unique_name(label: str, name: str, taken: set[str]) -> str:
     if name not in taken:
         return name

@@ -43,7 +43,7 @@ from parley.realtime.context import Message, build_messages
 from parley.realtime.conversation import Conversation, Item
 from parley.realtime.input_audio import InputAudio
 from parley.realtime.items import item_from_client, truncate_item
-from parley.realtime.mcp_tools import McpServers
+from parley.realtime.mcp_tools import McpServers, check_mcp_urls
 from parley.realtime.rate_limits import RateLimits
 from parley.realtime.response import Response, ResponseParams
 from parley.realtime.response_params import resolve_params
@@ -223,6 +223,9 @@ class RealtimeSession:
             await self._output_audio_buffer_clear()
 
     async def _session_update(self, event: SessionUpdateEvent) -> None:
+        tools = getattr(event.session, "tools", None)
+        if tools is not None:
+            check_mcp_urls([t.model_dump(mode="json") for t in tools], self.settings.mcp_allowed_urls)
         self.config.apply_update(event.session, audio_produced=self._audio_produced())
         self.audio.configure()
         await self.emit(ev.session_updated(self.config.wire()))
