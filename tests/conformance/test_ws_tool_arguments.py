@@ -163,3 +163,13 @@ async def test_a_tool_with_an_invalid_schema_is_refused(client: AsyncOpenAI, scr
         await conn.session.update(session={"type": "realtime", "tools": [broken]})  # type: ignore[list-item]
         error = (await collect_until(conn, "error"))[-1]["error"]
         assert error["code"] == "invalid_value" and error["param"] == "session.tools[0].parameters"
+
+
+async def test_parallel_tool_calls_false_keeps_one_call(client: AsyncOpenAI, scripted: ScriptedLLM) -> None:
+    scripted.script(Reply(tool_calls=[("book_table", GOOD), ("get_time", '{"tz": "UTC"}')]))
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        await start_text_session(conn, tools=[BOOKING_TOOL, TIME_TOOL])
+        await add_item(conn, user_text("Book it and tell me the time."))
+        events = await run_response(conn, parallel_tool_calls=False)
+    assert [c["name"] for c in of_type(events, "response.function_call_arguments.done")] == ["book_table"]
+    assert scripted.requests[0]["parallel_tool_calls"] is False

@@ -112,6 +112,9 @@ class CallChecker:
         """The calls to make, each obeying the rules; raises :class:`CallRejected`."""
         if choice == "none":
             return []
+        if self.template.parallel_tool_calls is False and len(calls) > 1:
+            log.info("parallel_tool_calls is false: %d calls after the first are dropped", len(calls) - 1)
+            calls = calls[:1]
         if not calls and (choice == "required" or required_tool(choice) is not None):
             return [await self._require(messages, choice)]
         checked: list[PendingCall] = []
