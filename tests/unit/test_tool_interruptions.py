@@ -25,6 +25,7 @@ import asyncio
 import base64
 import contextlib
 import itertools
+import os
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -550,7 +551,7 @@ step_st = st.one_of(
 
 
 @settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("INTERRUPTION_EXAMPLES", "150")),  # a longer search: e.g. 5000
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
