@@ -239,3 +239,13 @@ async def test_invalid_mcp_arguments_are_corrected_against_the_input_schema(
     assert json.loads(one(events, "response.mcp_call_arguments.done")["arguments"]) == {"order_id": "A200"}
     assert orders.calls == [ToolCallRecord("lookup_order", {"order_id": "A200"})]
     assert "'order_id' is a required property" in scripted.requests[1]["messages"][-1]["content"]
+
+
+async def test_headers_carry_the_credentials_too(
+    client: AsyncOpenAI, scripted: ScriptedLLM, orders: McpTestServer
+) -> None:
+    tool = mcp_tool(orders, authorization=None, headers={"Authorization": f"Bearer {TOKEN}"})
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        events = await connect_with(conn, {k: v for k, v in tool.items() if v is not None})
+    assert "mcp_list_tools.completed" in types_of(events)
+    assert len(events[-1]["item"]["tools"]) == 3

@@ -7,6 +7,7 @@ import json
 from openai import AsyncOpenAI
 from openai.types.realtime import RealtimeConversationItemFunctionCallOutputParam
 
+from tests.conformance.conftest import collect_until
 from tests.conformance.helpers import (
     TIME_TOOL,
     WEATHER_TOOL,
@@ -212,3 +213,28 @@ async def test_text_then_call_in_one_response(client: AsyncOpenAI, scripted: Scr
     ]
     types = types_of(events)
     assert types.index("response.output_text.done") < types.index("response.function_call_arguments.delta")
+
+
+async def test_an_output_arriving_during_another_response_is_kept_in_order(
+    client: AsyncOpenAI, scripted: ScriptedLLM
+) -> None:
+    scripted.script(
+        Reply(tool_calls=[("get_weather", '{"city": "Lima"}', "call_lima")]),
+        Reply(text="Checking something else while you wait for it.", chunk_delay_s=0.2),
+        "Lima is warm.",
+    )
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        await start_text_session(conn, tools=[WEATHER_TOOL])
+        await add_item(conn, user_text("Weather in Lima?"))
+        await run_response(conn)
+        await conn.response.create()  # a second response runs while the tool's result comes in
+        await collect_until(conn, "response.output_text.delta")
+        output = await add_item(conn, _output("call_lima", {"temp": 24}))
+        events = await collect_until(conn, "response.done")
+        assert one(events, "response.done")["response"]["status"] == "completed"
+        await run_response(conn)
+
+    assert output["item"]["call_id"] == "call_lima"
+    messages = scripted.requests[2]["messages"]
+    call_at = next(i for i, m in enumerate(messages) if m.get("tool_calls"))
+    assert messages[call_at + 1] == {"role": "tool", "tool_call_id": "call_lima", "content": '{"temp": 24}'}
