@@ -64,6 +64,10 @@ _TRANSCRIPTION_ONLY = (
 """Client events a transcription session takes (and ``input_audio_buffer.append``)."""
 
 
+Direction = Literal["client", "server"]
+Observer = Callable[[Direction, dict[str, Any]], None]
+
+
 def _seconds_in(items: list[Item]) -> float:
     """Seconds of user audio in ``items`` (input audio usage)."""
     return sum(i.audio_ms(k) for i in items if i.role == "user" for k in i.audio) / 1000
@@ -105,6 +109,10 @@ class RealtimeSession:
         self._on_expired = on_expired
         self._expiry: asyncio.TimerHandle | None = None
         self._closed = False
+        self.observers: list[Observer] = []
+        """Called with every event the session receives (``"client"``, after decoding) and sends
+        (``"server"``, in GA shape): metrics and the audit trail watch sessions this way. Cheap and
+        synchronous; an observer that raises is logged and skipped."""
         self.background: set[asyncio.Task[None]] = set()
         """Tasks the session started on its own; referenced here so they are not collected."""
 
@@ -160,7 +168,15 @@ class RealtimeSession:
         await self.mcp.close()
 
     async def emit(self, event: ev.Event) -> None:
+        self._observe("server", event)
         await self._emit(event)
+
+    def _observe(self, direction: Direction, event: dict[str, Any]) -> None:
+        for observer in self.observers:
+            try:
+                observer(direction, event)
+            except Exception:
+                log.exception("session %s: an observer failed on %s", self.id, event.get("type"))
 
     # -- client events ----------------------------------------------------------------------------
 
@@ -169,6 +185,7 @@ class RealtimeSession:
         data: dict[str, Any] | None = None
         try:
             data = decode_json(text)
+            self._observe("client", data)
             await self.dispatch(parse_client_event(data))
         except ProtocolError as exc:
             await self.emit(ev.error(exc.with_event_id(event_id_of(data))))
