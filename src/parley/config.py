@@ -74,6 +74,21 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Timeout of connecting to an MCP server, listing its tools, and one call."
     )
 
+    max_audio_speed: float = Field(
+        5.0, gt=0, description="Input audio may arrive at most this many times faster than real time."
+    )
+    audio_burst_s: float = Field(
+        60.0, gt=0, description="Seconds of input audio a client may send at once before that rate applies."
+    )
+
+    sessions_per_ip: int = Field(200, ge=1, description="Sessions one client address may have open at once.")
+    handshakes_per_minute_per_ip: int = Field(
+        600, ge=1, description="WebSocket connections one client address may open per minute."
+    )
+    slow_client_timeout_s: float = Field(
+        10.0, gt=0, description="A client that reads nothing for this long while events wait is disconnected."
+    )
+
     requests_per_minute: int = Field(
         600, ge=1, description="Responses a session may start per minute; more are refused."
     )

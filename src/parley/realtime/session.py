@@ -39,6 +39,7 @@ from parley.protocol.client_events import (
 )
 from parley.protocol.errors import ProtocolError
 from parley.protocol.session_config import SessionConfig, default_session, default_transcription_session
+from parley.realtime.audio_rate import AudioRate
 from parley.realtime.context import Message, build_messages
 from parley.realtime.conversation import Conversation, Item
 from parley.realtime.input_audio import InputAudio
@@ -103,6 +104,7 @@ class RealtimeSession:
         """The running response of the default conversation; at most one."""
         self.rate_limits = RateLimits(settings.requests_per_minute, settings.tokens_per_minute)
         self.audio = InputAudio(self)
+        self.audio_rate = AudioRate(settings.max_audio_speed, settings.audio_burst_s * 1000)
         self.mcp = McpServers(
             conversation=self.conversation, emit=self.emit, timeout_s=settings.mcp_timeout_s
         )
@@ -212,6 +214,7 @@ class RealtimeSession:
                 "and creates no responses; open a realtime session for that.",
             )
         if isinstance(event, ParsedAppend):
+            self._admit_audio(len(event.audio))
             await self.audio.append(event.audio)
         elif isinstance(event, ParsedResponseCreate):
             await self.create_response(event)
@@ -238,6 +241,16 @@ class RealtimeSession:
             await self._response_cancel(event.response_id)
         elif isinstance(event, OutputAudioBufferClearEvent):
             await self._output_audio_buffer_clear()
+
+    def _admit_audio(self, size: int) -> None:
+        audio_ms = self.audio.format.duration_ms(size)
+        if not self.audio_rate.admit(audio_ms):
+            speed = self.settings.max_audio_speed
+            raise ProtocolError(
+                "input_audio_rate_exceeded",
+                f"Input audio is arriving faster than {speed:g}x real time; these {audio_ms:.0f} ms "
+                "were dropped. Stream audio as it is spoken (or at most that much faster).",
+            )
 
     async def _session_update(self, event: SessionUpdateEvent) -> None:
         tools = getattr(event.session, "tools", None)

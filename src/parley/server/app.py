@@ -10,7 +10,8 @@ from aiohttp import web
 from parley import __version__
 from parley.config import Settings
 from parley.engines.registry import Engines, load_engines
-from parley.transports.websocket import ENGINES, SETTINGS, realtime_websocket
+from parley.server.limits import ConnectionLimits
+from parley.transports.websocket import ENGINES, LIMITS, SETTINGS, realtime_websocket
 
 log = logging.getLogger("parley.server")
 
@@ -41,6 +42,10 @@ def create_app(settings: Settings, engines: Engines | None = None) -> web.Applic
     app[SETTINGS] = settings
     app[ENGINES] = engines if engines is not None else load_engines(settings)
     app[READY] = False
+    app[LIMITS] = ConnectionLimits(
+        sessions_per_ip=settings.sessions_per_ip,
+        handshakes_per_minute_per_ip=settings.handshakes_per_minute_per_ip,
+    )
     app.router.add_get("/v1/realtime", realtime_websocket)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

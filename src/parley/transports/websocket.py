@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 
@@ -16,11 +17,14 @@ from parley.protocol.beta import BetaDialect, beta_requested, beta_subprotocol
 from parley.protocol.errors import ProtocolError
 from parley.realtime.session import RealtimeSession, SessionType
 from parley.server.auth import check_key, error_body, offered_subprotocols
+from parley.server.limits import ConnectionLimits
 
 log = logging.getLogger("parley.websocket")
 
-MAX_FRAME_BYTES = 24 * 1024 * 1024
-"""Large enough for a 15 MiB append (base64 grows it by a third)."""
+MAX_EVENT_BYTES = 24 * 1024 * 1024
+"""Large enough for a 15 MiB append (base64 grows it by a third); a larger event gets an error."""
+MAX_FRAME_BYTES = 32 * 1024 * 1024
+"""Past this the socket is closed (1009, message too big) without reading the frame."""
 OUTBOUND_QUEUE = 256
 """Events waiting for a slow client; past this the session waits for it (backpressure)."""
 DEFAULT_MODEL = "gpt-realtime"
@@ -28,6 +32,7 @@ FLUSH_TIMEOUT_S = 5.0
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINES = web.AppKey("engines", Engines)
+LIMITS = web.AppKey("limits", ConnectionLimits)
 
 
 def _refuse(status: int, message: str, code: str, param: str | None = None) -> web.Response:
@@ -46,20 +51,32 @@ async def realtime_websocket(request: web.Request) -> web.StreamResponse:
     transcription = request.query.get("intent") == "transcription"
     if "call_id" in request.query:
         return _refuse(404, f"No call with id '{request.query['call_id']}' is in progress.", "call_not_found")
-    ws = web.WebSocketResponse(
-        protocols=beta_subprotocol(offered) if beta else (("realtime",) if "realtime" in offered else ()),
-        max_msg_size=MAX_FRAME_BYTES,
-        compress=False,
-    )
-    await ws.prepare(request)
-    await serve_session(
-        ws,
-        request.app[SETTINGS],
-        request.app[ENGINES],
-        request.query.get("model") or DEFAULT_MODEL,
-        beta=beta,
-        session_type="transcription" if transcription else "realtime",
-    )
+    limits = request.app[LIMITS]
+    ip = request.remote or "unknown"
+    refusal = limits.open(ip, None, None)
+    if refusal is not None:
+        log.warning("refused a connection from %s: %s", ip, refusal.message)
+        return web.json_response(
+            error_body(refusal.message, type_="rate_limit_error", code=refusal.code), status=429
+        )
+    try:
+        ws = web.WebSocketResponse(
+            protocols=beta_subprotocol(offered) if beta else (("realtime",) if "realtime" in offered else ()),
+            max_msg_size=MAX_FRAME_BYTES,
+            compress=False,
+        )
+        await ws.prepare(request)
+        await serve_session(
+            ws,
+            request.app[SETTINGS],
+            request.app[ENGINES],
+            request.query.get("model") or DEFAULT_MODEL,
+            beta=beta,
+            session_type="transcription" if transcription else "realtime",
+            abort=request.transport.abort if request.transport is not None else None,
+        )
+    finally:
+        limits.close(ip, None)
     return ws
 
 
@@ -71,15 +88,33 @@ async def serve_session(
     *,
     beta: bool = False,
     session_type: SessionType = "realtime",
+    abort: Callable[[], None] | None = None,
 ) -> None:
-    """Run one session on ``ws``; with ``beta`` its events are translated to and from the beta dialect."""
+    """Run one session on ``ws``; with ``beta`` its events are translated to and from the beta dialect.
+
+    Events wait for the client in a bounded queue (backpressure). A client that reads nothing for
+    ``slow_client_timeout_s`` while the queue is full is disconnected (``abort``), not buffered for.
+    """
     outbound: asyncio.Queue[ev.Event | None] = asyncio.Queue(OUTBOUND_QUEUE)
     dialect: BetaDialect | None = None
+    stalled = False
 
     async def emit(event: ev.Event) -> None:
+        nonlocal stalled
         for out in dialect.server_event(event) if dialect is not None else (event,):
-            if not ws.closed:
-                await outbound.put(out)
+            if ws.closed or stalled:
+                return
+            try:
+                await asyncio.wait_for(outbound.put(out), settings.slow_client_timeout_s)
+            except TimeoutError:
+                stalled = True
+                log.warning(
+                    "session %s: the client read nothing for %.0f s; disconnecting it",
+                    session.id,
+                    settings.slow_client_timeout_s,
+                )
+                if abort is not None:
+                    abort()
 
     async def write() -> None:
         while (event := await outbound.get()) is not None:
@@ -111,6 +146,16 @@ async def serve_session(
         await session.start()
         async for message in ws:
             if message.type == WSMsgType.TEXT:
+                if len(message.data) > MAX_EVENT_BYTES:
+                    size = len(message.data) / 1024 / 1024
+                    limit = MAX_EVENT_BYTES / 1024 / 1024
+                    error = ProtocolError(
+                        "event_too_large",
+                        f"This event is {size:.1f} MiB; events may be at most {limit:.0f} MiB. "
+                        "Split audio into smaller input_audio_buffer.append events.",
+                    )
+                    await emit(ev.error(error))
+                    continue
                 await handle_text(message.data)
             elif message.type == WSMsgType.BINARY:
                 await emit(
@@ -125,6 +170,8 @@ async def serve_session(
                 log.info("session %s: websocket error %s", session.id, ws.exception())
     finally:
         await session.close()
+        if stalled:
+            writer.cancel()  # it is stuck on a client that does not read
         with contextlib.suppress(asyncio.QueueFull):
             outbound.put_nowait(None)
         with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):

@@ -1,0 +1,84 @@
+"""Abuse protection at the socket: sessions and handshakes per address, oversized events, audio
+sent faster than real time. A second server is started with small limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+from tests.conformance.conftest import LLMThread, Server, start_server, stop_server
+from tests.conformance.helpers import b64, silence
+
+
+@pytest.fixture(scope="module")
+def limited(llm_thread: LLMThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    env = {
+        "PARLEY_LLM_BASE_URL": llm_thread.llm.base_url,
+        "PARLEY_SESSIONS_PER_IP": "2",
+        "PARLEY_HANDSHAKES_PER_MINUTE_PER_IP": "6",
+        "PARLEY_AUDIO_BURST_S": "5",
+    }
+    server = start_server(tmp_path_factory.mktemp("parley-limited"), env, name="limited")
+    yield server
+    stop_server(server)
+
+
+def _open(server: Server) -> connect:
+    return connect(
+        f"{server.ws_base}/realtime?model=gpt-realtime", proxy=None, open_timeout=30, max_size=None
+    )
+
+
+async def _event(ws: ClientConnection, type_: str) -> dict[str, Any]:
+    while True:
+        event: dict[str, Any] = json.loads(await ws.recv())
+        if event["type"] == type_:
+            return event
+
+
+async def _refusal(server: Server) -> tuple[int, dict[str, Any]]:
+    with pytest.raises(InvalidStatus) as refused:
+        async with _open(server):
+            pass
+    response = refused.value.response
+    return response.status_code, json.loads(response.body or b"{}")
+
+
+async def test_limits_on_sessions_handshakes_events_and_audio_speed(limited: Server) -> None:
+    # Handshake 1 and 2: two sessions are allowed from one address; a third is refused.
+    async with _open(limited) as first, _open(limited):
+        await _event(first, "session.created")
+        status, body = await _refusal(limited)  # handshake 3
+        assert status == 429 and body["error"]["code"] == "too_many_sessions"
+
+        # An event over 24 MiB gets an error and the session goes on.
+        await first.send(json.dumps({"type": "input_audio_buffer.append", "audio": "A" * (25 * 1024 * 1024)}))
+        error = await _event(first, "error")
+        assert error["error"]["code"] == "event_too_large"
+
+        # Audio far faster than real time: past the 5 s burst it is refused, with an error.
+        manual = {
+            "type": "session.update",
+            "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}},
+        }
+        await first.send(json.dumps(manual))
+        await _event(first, "session.updated")
+        for _ in range(8):
+            await first.send(json.dumps({"type": "input_audio_buffer.append", "audio": b64(silence(1000))}))
+        error = await _event(first, "error")
+        assert (
+            error["error"]["code"] == "input_audio_rate_exceeded"
+            and "5x real time" in error["error"]["message"]
+        )
+
+    # Handshakes 4 to 6 are allowed (sessions closed), the 7th within the minute is not.
+    for _ in range(3):
+        async with _open(limited) as ws:
+            await _event(ws, "session.created")
+    status, body = await _refusal(limited)
+    assert status == 429 and body["error"]["code"] == "rate_limit_exceeded"
