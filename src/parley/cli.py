@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
-import json
 import logging
 import signal
 import sys
@@ -15,6 +14,7 @@ from pydantic import ValidationError
 
 from parley import __version__
 from parley.config import Settings, env_name
+from parley.logging_context import configure_logging
 
 log = logging.getLogger("parley")
 
@@ -40,29 +40,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     if "api_keys" in overrides:
         overrides["api_keys"] = [k for k in overrides["api_keys"].split(",") if k]
     return Settings(**overrides)
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def setup_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def _is_loopback(host: str) -> bool:
@@ -131,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValidationError as exc:
             print(f"parley: invalid setting: {exc}", file=sys.stderr)
             return 2
-        setup_logging(settings.log_level, settings.log_format)
+        configure_logging(settings.log_level, settings.log_format)
         try:
             asyncio.run(_serve(settings))
         except (ValueError, OSError) as exc:

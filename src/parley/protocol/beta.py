@@ -75,6 +75,7 @@ class BetaDialect:
         data: dict[str, Any] | None = None
         try:
             data = decode_json(text)
+            self.session.observe("client", data)  # as sent, in the beta dialect
             await self.dispatch(self.client_event(data))
         except ProtocolError as exc:
             await self.session.emit(ev.error(exc.with_event_id(event_id_of(data))))

@@ -170,10 +170,10 @@ class RealtimeSession:
         await self.mcp.close()
 
     async def emit(self, event: ev.Event) -> None:
-        self._observe("server", event)
+        self.observe("server", event)
         await self._emit(event)
 
-    def _observe(self, direction: Direction, event: dict[str, Any]) -> None:
+    def observe(self, direction: Direction, event: dict[str, Any]) -> None:
         for observer in self.observers:
             try:
                 observer(direction, event)
@@ -187,7 +187,7 @@ class RealtimeSession:
         data: dict[str, Any] | None = None
         try:
             data = decode_json(text)
-            self._observe("client", data)
+            self.observe("client", data)
             await self.dispatch(parse_client_event(data))
         except ProtocolError as exc:
             await self.emit(ev.error(exc.with_event_id(event_id_of(data))))

@@ -11,6 +11,7 @@ from parley import __version__
 from parley.config import Settings
 from parley.engines.registry import Engines, load_engines
 from parley.server.limits import ConnectionLimits
+from parley.server.metrics import setup_metrics
 from parley.transports.websocket import ENGINES, LIMITS, SETTINGS, realtime_websocket
 
 log = logging.getLogger("parley.server")
@@ -49,6 +50,7 @@ def create_app(settings: Settings, engines: Engines | None = None) -> web.Applic
     app.router.add_get("/v1/realtime", realtime_websocket)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    setup_metrics(app)
     app.on_startup.append(_warm_up)
     return app
 

@@ -6,18 +6,20 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import WSMsgType, web
 
 from parley.config import Settings
 from parley.engines.registry import Engines
+from parley.logging_context import bind_session
 from parley.protocol import server_events as ev
 from parley.protocol.beta import BetaDialect, beta_requested, beta_subprotocol
 from parley.protocol.errors import ProtocolError
 from parley.realtime.session import RealtimeSession, SessionType
 from parley.server.auth import check_key, error_body, offered_subprotocols
 from parley.server.limits import ConnectionLimits
+from parley.server.metrics import METRICS, Metrics
 
 log = logging.getLogger("parley.websocket")
 
@@ -74,6 +76,7 @@ async def realtime_websocket(request: web.Request) -> web.StreamResponse:
             beta=beta,
             session_type="transcription" if transcription else "realtime",
             abort=request.transport.abort if request.transport is not None else None,
+            metrics=request.app.get(METRICS),
         )
     finally:
         limits.close(ip, None)
@@ -89,6 +92,7 @@ async def serve_session(
     beta: bool = False,
     session_type: SessionType = "realtime",
     abort: Callable[[], None] | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     """Run one session on ``ws``; with ``beta`` its events are translated to and from the beta dialect.
 
@@ -127,10 +131,10 @@ async def serve_session(
 
     async def expired() -> None:
         await outbound.put(None)
-        await writer
+        if writer is not None:
+            await writer
         await ws.close(code=1000, message=b"session expired")
 
-    writer = asyncio.create_task(write(), name="websocket writer")
     session = RealtimeSession(
         settings=settings,
         engines=engines,
@@ -141,7 +145,37 @@ async def serve_session(
     )
     dialect = BetaDialect(session) if beta else None
     handle_text = dialect.handle_text if dialect is not None else session.handle_text
+    observer = metrics.observer("websocket") if metrics is not None else None
+    if observer is not None:
+        session.observers.append(observer)
+    writer: asyncio.Task[None] | None = None
+
+    async def close_writer() -> None:
+        assert writer is not None
+        if stalled:
+            writer.cancel()  # it is stuck on a client that does not read
+        with contextlib.suppress(asyncio.QueueFull):
+            outbound.put_nowait(None)
+        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+            await asyncio.wait_for(writer, FLUSH_TIMEOUT_S)
+
     log.info("session %s opened (model %s%s)", session.id, model, ", beta dialect" if beta else "")
+    with bind_session(session.id):
+        writer = asyncio.create_task(write(), name="websocket writer")
+        try:
+            await _run(session, ws, handle_text, close_writer)
+        finally:
+            if observer is not None:
+                observer.close()
+
+
+async def _run(
+    session: RealtimeSession,
+    ws: web.WebSocketResponse,
+    handle_text: Callable[[str], Awaitable[None]],
+    close_writer: Callable[[], Awaitable[None]],
+) -> None:
+    """The session's life on its socket: events in until the client goes, then a clean close."""
     try:
         await session.start()
         async for message in ws:
@@ -154,26 +188,17 @@ async def serve_session(
                         f"This event is {size:.1f} MiB; events may be at most {limit:.0f} MiB. "
                         "Split audio into smaller input_audio_buffer.append events.",
                     )
-                    await emit(ev.error(error))
+                    await session.emit(ev.error(error))
                     continue
                 await handle_text(message.data)
             elif message.type == WSMsgType.BINARY:
-                await emit(
-                    ev.error(
-                        ProtocolError(
-                            "invalid_event",
-                            "Binary frames are not supported; send JSON events as text frames.",
-                        )
-                    )
+                error = ProtocolError(
+                    "invalid_event", "Binary frames are not supported; send JSON events as text frames."
                 )
+                await session.emit(ev.error(error))
             elif message.type == WSMsgType.ERROR:
                 log.info("session %s: websocket error %s", session.id, ws.exception())
     finally:
         await session.close()
-        if stalled:
-            writer.cancel()  # it is stuck on a client that does not read
-        with contextlib.suppress(asyncio.QueueFull):
-            outbound.put_nowait(None)
-        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-            await asyncio.wait_for(writer, FLUSH_TIMEOUT_S)
+        await close_writer()
         log.info("session %s closed", session.id)
