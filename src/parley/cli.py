@@ -55,6 +55,7 @@ async def _serve(settings: Settings) -> None:
     from aiohttp import web
 
     from parley.server.app import create_app
+    from parley.transports.websocket import end_sessions
 
     if settings.dev_mode:
         log.warning("dev mode: no API keys are configured (PARLEY_API_KEYS), so any key is accepted")
@@ -82,6 +83,8 @@ async def _serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
+    await site.stop()  # no new connections; open sessions go on for the grace period
+    await end_sessions(app)
     await runner.cleanup()
 
 

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
         10.0, gt=0, description="A client that reads nothing for this long while events wait is disconnected."
     )
 
+    shutdown_grace_s: float = Field(
+        10.0, ge=0, description="On shutdown, how long open sessions may go on before they are ended."
+    )
+
     requests_per_minute: int = Field(
         600, ge=1, description="Responses a session may start per minute; more are refused."
     )

@@ -4,12 +4,13 @@ sent faster than real time. A second server is started with small limits."""
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conformance.conftest import LLMThread, Server, start_server, stop_server
 from tests.conformance.helpers import b64, silence
@@ -82,3 +83,27 @@ async def test_limits_on_sessions_handshakes_events_and_audio_speed(limited: Ser
             await _event(ws, "session.created")
     status, body = await _refusal(limited)
     assert status == 429 and body["error"]["code"] == "rate_limit_exceeded"
+
+
+async def test_shutdown_lets_sessions_run_for_the_grace_period_then_ends_them(
+    llm_thread: LLMThread, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    env = {"PARLEY_LLM_BASE_URL": llm_thread.llm.base_url, "PARLEY_SHUTDOWN_GRACE_S": "1"}
+    server = start_server(tmp_path_factory.mktemp("parley-shutdown"), env, name="shutdown")
+    try:
+        async with _open(server) as ws:
+            await _event(ws, "session.created")
+            server.process.send_signal(signal.SIGTERM)
+            # The session still answers during the grace period...
+            await ws.send(json.dumps({"type": "conversation.item.retrieve", "item_id": "x"}))
+            assert (await _event(ws, "error"))["error"]["code"] == "item_not_found"
+            # ...then it is ended with a clear error and a going-away close.
+            error = await _event(ws, "error")
+            assert error["error"]["code"] == "server_shutting_down"
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert server.process.wait(30) == 0
+        assert "shutting down: 1 session(s) open" in server.log()
+    finally:
+        stop_server(server)

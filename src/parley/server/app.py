@@ -12,7 +12,14 @@ from parley.config import Settings
 from parley.engines.registry import Engines, load_engines
 from parley.server.limits import ConnectionLimits
 from parley.server.metrics import setup_metrics
-from parley.transports.websocket import ENGINES, LIMITS, SETTINGS, realtime_websocket
+from parley.transports.websocket import (
+    ENGINES,
+    LIMITS,
+    LIVE,
+    SETTINGS,
+    LiveSessions,
+    realtime_websocket,
+)
 
 log = logging.getLogger("parley.server")
 
@@ -50,6 +57,7 @@ def create_app(settings: Settings, engines: Engines | None = None) -> web.Applic
     app.router.add_get("/v1/realtime", realtime_websocket)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app[LIVE] = LiveSessions()
     setup_metrics(app)
     app.on_startup.append(_warm_up)
     return app

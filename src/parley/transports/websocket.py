@@ -7,8 +7,9 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from parley.config import Settings
 from parley.engines.registry import Engines
@@ -35,6 +36,39 @@ FLUSH_TIMEOUT_S = 5.0
 SETTINGS = web.AppKey("settings", Settings)
 ENGINES = web.AppKey("engines", Engines)
 LIMITS = web.AppKey("limits", ConnectionLimits)
+
+
+@dataclass
+class LiveSession:
+    """An open session and its socket, so a shutting-down server can end it."""
+
+    session: RealtimeSession
+    ws: web.WebSocketResponse
+
+
+class LiveSessions:
+    """The sessions open in this process."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, LiveSession] = {}
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    def add(self, entry: LiveSession) -> None:
+        self.open[entry.session.id] = entry
+        self._empty.clear()
+
+    def remove(self, session_id: str) -> None:
+        self.open.pop(session_id, None)
+        if not self.open:
+            self._empty.set()
+
+    async def wait_empty(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._empty.wait(), timeout_s)
+
+
+LIVE = web.AppKey("live", LiveSessions)
 
 
 def _refuse(status: int, message: str, code: str, param: str | None = None) -> web.Response:
@@ -77,6 +111,7 @@ async def realtime_websocket(request: web.Request) -> web.StreamResponse:
             session_type="transcription" if transcription else "realtime",
             abort=request.transport.abort if request.transport is not None else None,
             metrics=request.app.get(METRICS),
+            live=request.app.get(LIVE),
         )
     finally:
         limits.close(ip, None)
@@ -93,6 +128,7 @@ async def serve_session(
     session_type: SessionType = "realtime",
     abort: Callable[[], None] | None = None,
     metrics: Metrics | None = None,
+    live: LiveSessions | None = None,
 ) -> None:
     """Run one session on ``ws``; with ``beta`` its events are translated to and from the beta dialect.
 
@@ -160,13 +196,37 @@ async def serve_session(
             await asyncio.wait_for(writer, FLUSH_TIMEOUT_S)
 
     log.info("session %s opened (model %s%s)", session.id, model, ", beta dialect" if beta else "")
+    if live is not None:
+        live.add(LiveSession(session, ws))
     with bind_session(session.id):
         writer = asyncio.create_task(write(), name="websocket writer")
         try:
             await _run(session, ws, handle_text, close_writer)
         finally:
+            if live is not None:
+                live.remove(session.id)
             if observer is not None:
                 observer.close()
+
+
+async def end_sessions(app: web.Application) -> None:
+    """On shutdown (new connections are already refused): let open sessions go on for the grace
+    period, then end each with a ``server_shutting_down`` error and close its socket (1001)."""
+    live = app[LIVE]
+    grace = app[SETTINGS].shutdown_grace_s
+    if live.open:
+        log.info("shutting down: %d session(s) open; waiting up to %.0f s", len(live.open), grace)
+        await live.wait_empty(grace)
+    for entry in list(live.open.values()):
+        error = ProtocolError(
+            "server_shutting_down",
+            "The server is shutting down; what was said is kept. Reconnect to go on.",
+            type="server_error",
+        )
+        with contextlib.suppress(Exception):
+            await entry.session.emit(ev.error(error))
+            await asyncio.sleep(0.05)  # let the writer send it
+            await entry.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
 
 async def _run(
