@@ -1,0 +1,1 @@
+"""Alembic migrations of Parley's store (run by :func:`parley.store.db.migrate`)."""
