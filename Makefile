@@ -32,7 +32,7 @@ lint: setup-test
 	$(BIN)/mypy
 
 test: setup-test lint
-	$(BIN)/pytest -q -ra
+	PARLEY_REQUIRE_POSTGRES=1 $(BIN)/pytest -q -ra
 
 bench: setup-test
 	$(BIN)/python bench/run_all.py

@@ -120,7 +120,7 @@ class RunningServer:
 @asynccontextmanager
 async def running_server(settings: Settings, engines: Engines) -> AsyncIterator[RunningServer]:
     """Parley on a free loopback port of this process's event loop, engines warmed up."""
-    app = create_app(settings, engines)
+    app = create_app(settings, engines, with_store=False)  # no database: the server alone is measured
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()  # runs on_startup: the engine warm-up
     try:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from parley import __version__
+from parley.cli_admin import ADMIN_COMMANDS, add_admin_commands, run_admin
 from parley.config import Settings, env_name
 from parley.logging_context import configure_logging
 
@@ -54,18 +55,23 @@ def _is_loopback(host: str) -> bool:
 async def _serve(settings: Settings) -> None:
     from aiohttp import web
 
+    from parley.server.admin_routes import STORE
     from parley.server.app import create_app
+    from parley.server.auth import has_database_keys
     from parley.transports.websocket import end_sessions
 
-    if settings.dev_mode:
-        log.warning("dev mode: no API keys are configured (PARLEY_API_KEYS), so any key is accepted")
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()  # opens the database
+    database_keys = await has_database_keys(app.get(STORE))
+    if settings.dev_mode and not database_keys:
+        log.warning(
+            "dev mode: no API keys exist (PARLEY_API_KEYS or `parley keys create`): any key is accepted"
+        )
         if not _is_loopback(settings.host):
             log.warning("dev mode on %s: anyone who can reach this address can use the server", settings.host)
     else:
-        log.info("%d API key(s) configured; other keys are refused", len(settings.api_keys))
-    app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
+        log.info("API keys required (%d from PARLEY_API_KEYS, plus the database's)", len(settings.api_keys))
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     port = runner.addresses[0][1] if runner.addresses else settings.port
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "or in a TOML file named by PARLEY_CONFIG.",
     )
     _add_setting_options(serve)
+    add_admin_commands(commands)
     talk = commands.add_parser("talk", help="talk to a Realtime server from the terminal")
     from parley.client.talk import add_arguments as add_talk_arguments
 
@@ -118,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             log.error("cannot start: %s", exc)
             return 1
         return 0
+    if args.command in ADMIN_COMMANDS:
+        return run_admin(args)
     from parley.client.talk import run as run_talk
 
     return run_talk(args)

@@ -6,6 +6,7 @@ README's settings table is generated from the same descriptions.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -93,6 +94,26 @@ class Settings(BaseSettings):
         10.0, ge=0, description="On shutdown, how long open sessions may go on before they are ended."
     )
 
+    data_dir: Path | None = Field(
+        None, description="Where Parley keeps its data (the SQLite database). Default: ~/.local/share/parley."
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the database (postgresql+psycopg://... for PostgreSQL). "
+        "Default: SQLite in the data directory.",
+    )
+    redact: bool = Field(
+        False,
+        description="Redact emails, phone and card numbers (and PARLEY_REDACT_PATTERNS) before storing.",
+    )
+    redact_patterns: list[str] = Field(
+        default_factory=list, description="More regular expressions to redact, as a JSON list of strings."
+    )
+    retention_days: float = Field(
+        0.0, ge=0, description="Delete recorded sessions older than this (0: keep)."
+    )
+    record_audio: bool = Field(False, description="Also store the raw audio of recorded sessions.")
+
     requests_per_minute: int = Field(
         600, ge=1, description="Responses a session may start per minute; more are refused."
     )
@@ -105,6 +126,13 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("redact_patterns", mode="before")
+    @classmethod
+    def _patterns(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip().startswith("[") else [value]
         return value
 
     @classmethod

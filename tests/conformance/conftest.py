@@ -74,7 +74,7 @@ class Server:
 def start_server(tmp: Path, env: dict[str, str], name: str = "server") -> Server:
     port = free_port()
     log_path = tmp / f"{name}.log"
-    full_env = {**os.environ, **env}
+    full_env = {**os.environ, "PARLEY_DATA_DIR": str(tmp / f"{name}-data"), **env}
     process = subprocess.Popen(
         [sys.executable, "-m", "parley", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=full_env,

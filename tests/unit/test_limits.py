@@ -12,7 +12,7 @@ from aiohttp import WSMessage, WSMsgType
 from parley.config import Settings
 from parley.realtime.audio_rate import AudioRate
 from parley.server.limits import ConnectionLimits
-from parley.transports.websocket import OUTBOUND_QUEUE, serve_session
+from parley.transports.websocket import OUTBOUND_QUEUE, Services, serve_session
 from tests.fakes import fake_engines
 
 
@@ -87,7 +87,7 @@ async def test_a_client_that_reads_nothing_is_disconnected() -> None:
 
     settings = Settings(slow_client_timeout_s=0.05)
     serving = asyncio.create_task(
-        serve_session(ws, settings, fake_engines(), "gpt-realtime", abort=abort)  # type: ignore[arg-type]
+        serve_session(ws, settings, fake_engines(), "gpt-realtime", services=Services(abort=abort))  # type: ignore[arg-type]
     )
     retrieve = json.dumps({"type": "conversation.item.retrieve", "item_id": "missing"})
     for _ in range(OUTBOUND_QUEUE + 10):  # each answered with an error event nobody reads

@@ -85,8 +85,11 @@ class RealtimeSession:
         owns_playback: bool = False,
         on_expired: Callable[[], Awaitable[None]] | None = None,
         session_type: SessionType = "realtime",
+        max_minutes: float | None = None,
     ) -> None:
         self.settings = settings
+        self.max_minutes = max_minutes if max_minutes is not None else settings.session_max_minutes
+        """How long the session may last (the API key's limit, else ``PARLEY_SESSION_MAX_MINUTES``)."""
         self.engines = engines
         self._emit = emit
         self.id = ids.session_id()
@@ -123,11 +126,11 @@ class RealtimeSession:
     async def start(self) -> None:
         await self.emit(ev.session_created(self.config.wire()))
         loop = asyncio.get_running_loop()
-        self._expiry = loop.call_later(self.settings.session_max_minutes * 60, self._expire)
+        self._expiry = loop.call_later(self.max_minutes * 60, self._expire)
 
     def _expire(self) -> None:
         async def expire() -> None:
-            minutes = round(self.settings.session_max_minutes)
+            minutes = f"{round(self.max_minutes, 2):g}"
             await self.emit(
                 ev.error(
                     ProtocolError(

@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from parley import __version__
 from parley.config import Settings
 from parley.engines.registry import Engines, load_engines
+from parley.server.admin_routes import PARLEY_KEY, STORE, add_admin_routes
+from parley.server.auth import authenticate
 from parley.server.limits import ConnectionLimits
 from parley.server.metrics import setup_metrics
+from parley.server.realtime_route import realtime_websocket
+from parley.store import Redactor, display_url, open_store, retention_loop
 from parley.transports.websocket import (
     ENGINES,
     LIMITS,
     LIVE,
     SETTINGS,
     LiveSessions,
-    realtime_websocket,
 )
 
 log = logging.getLogger("parley.server")
 
 READY = web.AppKey("ready", bool)
+RETENTION = web.AppKey("retention", asyncio.Task[None])
+ADMIN_PREFIX = "/v1/parley/"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -45,8 +53,25 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ready else 503)
 
 
-def create_app(settings: Settings, engines: Engines | None = None) -> web.Application:
-    app = web.Application(client_max_size=32 * 1024 * 1024)
+@web.middleware
+async def _admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The REST routes over recorded sessions need a key like every other request."""
+    if not request.path.startswith(ADMIN_PREFIX):
+        return await handler(request)
+    caller = await authenticate(request, request.app[SETTINGS], request.app.get(STORE))
+    if isinstance(caller, web.Response):
+        return caller
+    if caller.key is not None:
+        request[PARLEY_KEY] = caller.key
+    return await handler(request)
+
+
+def create_app(
+    settings: Settings, engines: Engines | None = None, *, with_store: bool = True
+) -> web.Application:
+    """The application. ``with_store=False`` runs without a database (no keys from it, no audit
+    trail), as benchmarks do."""
+    app = web.Application(client_max_size=32 * 1024 * 1024, middlewares=[_admin_auth])
     app[SETTINGS] = settings
     app[ENGINES] = engines if engines is not None else load_engines(settings)
     app[READY] = False
@@ -59,8 +84,29 @@ def create_app(settings: Settings, engines: Engines | None = None) -> web.Applic
     app.router.add_get("/readyz", readyz)
     app[LIVE] = LiveSessions()
     setup_metrics(app)
+    if with_store:
+        add_admin_routes(app)
+        app.on_startup.append(_open_store)
+        app.on_cleanup.append(_close_store)
     app.on_startup.append(_warm_up)
     return app
+
+
+async def _open_store(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    if settings.redact:
+        Redactor(settings.redact_patterns)  # a bad pattern stops the start with its message
+    store = await asyncio.to_thread(open_store, settings.database_url, data_dir=settings.data_dir)
+    app[STORE] = store
+    app[RETENTION] = asyncio.create_task(retention_loop(store, settings.retention_days), name="retention")
+    log.info("database: %s", display_url(store.url))
+
+
+async def _close_store(app: web.Application) -> None:
+    if RETENTION in app:
+        app[RETENTION].cancel()
+    if STORE in app:
+        await app[STORE].aclose()
 
 
 async def _warm_up(app: web.Application) -> None:

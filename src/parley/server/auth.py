@@ -2,16 +2,20 @@
 
 A key may come as ``Authorization: Bearer <key>``, as the browser subprotocol
 ``openai-insecure-api-key.<key>``, as an ``api-key`` header (Azure style) or an ``api-key`` query
-parameter. With no keys configured the server is in dev mode and accepts any key, or none.
+parameter. Keys are those of ``PARLEY_API_KEYS`` (operator keys) and the database's (``parley keys
+create``, each with its limits). With no key anywhere the server is in dev mode and accepts any key,
+or none.
 """
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from parley.config import Settings
+from parley.store import ApiKey, Store
 
 SUBPROTOCOL_KEY_PREFIX = "openai-insecure-api-key."
 
@@ -35,23 +39,41 @@ def error_body(message: str, *, type_: str, code: str, param: str | None = None)
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-def check_key(request: web.Request, settings: Settings) -> web.Response | None:
-    """None when the request may go on, else the 401 response to send."""
-    if settings.dev_mode:
-        return None
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: a database key (with its limits), or ``key=None`` for an operator key from
+    ``PARLEY_API_KEYS`` or any caller in dev mode."""
+
+    key: ApiKey | None = None
+
+
+def _refuse(message: str, code: str) -> web.Response:
+    return web.json_response(error_body(message, type_="invalid_request_error", code=code), status=401)
+
+
+async def authenticate(
+    request: web.Request, settings: Settings, store: Store | None
+) -> Caller | web.Response:
+    """The caller, or the 401 response to send. Once any key exists (``PARLEY_API_KEYS`` or an
+    active database key) every request needs a valid one; with none the server is in dev mode."""
     key = presented_key(request)
+    if key is not None and any(hmac.compare_digest(key.encode(), k.encode()) for k in settings.api_keys):
+        return Caller()
+    if key is not None and store is not None:
+        record = await store.run(store.keys.verify, key)
+        if record is not None:
+            return Caller(record)
+    if not settings.api_keys and not await has_database_keys(store):
+        return Caller()  # dev mode
     if key is None:
-        return web.json_response(
-            error_body(
-                "You didn't provide an API key. Provide it as 'Authorization: Bearer <key>'.",
-                type_="invalid_request_error",
-                code="missing_api_key",
-            ),
-            status=401,
+        return _refuse(
+            "You didn't provide an API key. Provide it as 'Authorization: Bearer <key>'.", "missing_api_key"
         )
-    if not any(hmac.compare_digest(key.encode(), known.encode()) for known in settings.api_keys):
-        return web.json_response(
-            error_body("Incorrect API key provided.", type_="invalid_request_error", code="invalid_api_key"),
-            status=401,
-        )
-    return None
+    return _refuse("Incorrect API key provided.", "invalid_api_key")
+
+
+async def has_database_keys(store: Store | None) -> bool:
+    if store is None:
+        return False
+    keys = await store.run(store.keys.list, include_revoked=False)
+    return bool(keys)

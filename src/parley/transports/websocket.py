@@ -15,12 +15,12 @@ from parley.config import Settings
 from parley.engines.registry import Engines
 from parley.logging_context import bind_session
 from parley.protocol import server_events as ev
-from parley.protocol.beta import BetaDialect, beta_requested, beta_subprotocol
+from parley.protocol.beta import BetaDialect
 from parley.protocol.errors import ProtocolError
 from parley.realtime.session import RealtimeSession, SessionType
-from parley.server.auth import check_key, error_body, offered_subprotocols
 from parley.server.limits import ConnectionLimits
-from parley.server.metrics import METRICS, Metrics
+from parley.server.metrics import Metrics
+from parley.store import ApiKey, Redactor, SessionRecorder, Store
 
 log = logging.getLogger("parley.websocket")
 
@@ -71,51 +71,18 @@ class LiveSessions:
 LIVE = web.AppKey("live", LiveSessions)
 
 
-def _refuse(status: int, message: str, code: str, param: str | None = None) -> web.Response:
-    return web.json_response(
-        error_body(message, type_="invalid_request_error", code=code, param=param), status=status
-    )
+@dataclass
+class Services:
+    """What one connection's session is watched and bounded by."""
 
-
-async def realtime_websocket(request: web.Request) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
-    refused = check_key(request, settings)
-    if refused is not None:
-        return refused
-    offered = offered_subprotocols(request)
-    beta = beta_requested(request.headers.get("OpenAI-Beta", ""), offered)
-    transcription = request.query.get("intent") == "transcription"
-    if "call_id" in request.query:
-        return _refuse(404, f"No call with id '{request.query['call_id']}' is in progress.", "call_not_found")
-    limits = request.app[LIMITS]
-    ip = request.remote or "unknown"
-    refusal = limits.open(ip, None, None)
-    if refusal is not None:
-        log.warning("refused a connection from %s: %s", ip, refusal.message)
-        return web.json_response(
-            error_body(refusal.message, type_="rate_limit_error", code=refusal.code), status=429
-        )
-    try:
-        ws = web.WebSocketResponse(
-            protocols=beta_subprotocol(offered) if beta else (("realtime",) if "realtime" in offered else ()),
-            max_msg_size=MAX_FRAME_BYTES,
-            compress=False,
-        )
-        await ws.prepare(request)
-        await serve_session(
-            ws,
-            request.app[SETTINGS],
-            request.app[ENGINES],
-            request.query.get("model") or DEFAULT_MODEL,
-            beta=beta,
-            session_type="transcription" if transcription else "realtime",
-            abort=request.transport.abort if request.transport is not None else None,
-            metrics=request.app.get(METRICS),
-            live=request.app.get(LIVE),
-        )
-    finally:
-        limits.close(ip, None)
-    return ws
+    metrics: Metrics | None = None
+    live: LiveSessions | None = None
+    store: Store | None = None
+    """Where the session is recorded (the audit trail)."""
+    key: ApiKey | None = None
+    max_minutes: float | None = None
+    abort: Callable[[], None] | None = None
+    """Drops the connection (a client that stopped reading)."""
 
 
 async def serve_session(
@@ -126,15 +93,15 @@ async def serve_session(
     *,
     beta: bool = False,
     session_type: SessionType = "realtime",
-    abort: Callable[[], None] | None = None,
-    metrics: Metrics | None = None,
-    live: LiveSessions | None = None,
+    services: Services | None = None,
 ) -> None:
     """Run one session on ``ws``; with ``beta`` its events are translated to and from the beta dialect.
 
     Events wait for the client in a bounded queue (backpressure). A client that reads nothing for
     ``slow_client_timeout_s`` while the queue is full is disconnected (``abort``), not buffered for.
     """
+    services = services or Services()
+    abort = services.abort
     outbound: asyncio.Queue[ev.Event | None] = asyncio.Queue(OUTBOUND_QUEUE)
     dialect: BetaDialect | None = None
     stalled = False
@@ -178,12 +145,17 @@ async def serve_session(
         model=model,
         on_expired=expired,
         session_type=session_type,
+        max_minutes=services.max_minutes,
     )
     dialect = BetaDialect(session) if beta else None
     handle_text = dialect.handle_text if dialect is not None else session.handle_text
-    observer = metrics.observer("websocket") if metrics is not None else None
+    observer = services.metrics.observer("websocket") if services.metrics is not None else None
     if observer is not None:
         session.observers.append(observer)
+    recorder = _recorder(services, settings, session.id, model)
+    if recorder is not None:
+        session.observers.append(recorder)
+    live = services.live
     writer: asyncio.Task[None] | None = None
 
     async def close_writer() -> None:
@@ -207,6 +179,22 @@ async def serve_session(
                 live.remove(session.id)
             if observer is not None:
                 observer.close()
+            if recorder is not None:  # after session.close(): its last events are recorded too
+                await recorder.close("client_disconnected")
+
+
+def _recorder(services: Services, settings: Settings, session_id: str, model: str) -> SessionRecorder | None:
+    store = services.store
+    if store is None:
+        return None
+    return store.recorder(
+        session_id=session_id,
+        key_id=services.key.id if services.key is not None else None,
+        transport="websocket",
+        model=model,
+        redactor=Redactor(settings.redact_patterns) if settings.redact else None,
+        record_audio=settings.record_audio,
+    )
 
 
 async def end_sessions(app: web.Application) -> None:

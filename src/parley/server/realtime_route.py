@@ -1,0 +1,104 @@
+"""``GET /v1/realtime``: the handshake (API key, quotas, connection limits, dialect) before a
+session runs on the WebSocket."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from parley.config import Settings
+from parley.protocol.beta import beta_requested, beta_subprotocol
+from parley.server.admin_routes import STORE
+from parley.server.auth import authenticate, error_body, offered_subprotocols
+from parley.server.metrics import METRICS
+from parley.store import ApiKey, Store
+from parley.transports.websocket import (
+    DEFAULT_MODEL,
+    ENGINES,
+    LIMITS,
+    LIVE,
+    MAX_FRAME_BYTES,
+    SETTINGS,
+    Services,
+    serve_session,
+)
+
+log = logging.getLogger("parley.websocket")
+
+
+def _refuse(status: int, message: str, code: str, param: str | None = None) -> web.Response:
+    return web.json_response(
+        error_body(message, type_="invalid_request_error", code=code, param=param), status=status
+    )
+
+
+async def realtime_websocket(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    store = request.app.get(STORE)
+    caller = await authenticate(request, settings, store)
+    if isinstance(caller, web.Response):
+        return caller
+    offered = offered_subprotocols(request)
+    beta = beta_requested(request.headers.get("OpenAI-Beta", ""), offered)
+    transcription = request.query.get("intent") == "transcription"
+    if "call_id" in request.query:
+        return _refuse(404, f"No call with id '{request.query['call_id']}' is in progress.", "call_not_found")
+    key = caller.key
+    max_minutes = await _minutes_allowed(settings, store, key)
+    if max_minutes <= 0:
+        message = "This API key has used its session minutes for today (UTC); try again tomorrow."
+        return web.json_response(
+            error_body(message, type_="rate_limit_error", code="quota_exceeded"), status=429
+        )
+    limits = request.app[LIMITS]
+    ip = request.remote or "unknown"
+    key_id = key.id if key is not None else None
+    refusal = limits.open(ip, key_id, key.limits.max_concurrent_sessions if key is not None else None)
+    if refusal is not None:
+        log.warning("refused a connection from %s: %s", ip, refusal.message)
+        return web.json_response(
+            error_body(refusal.message, type_="rate_limit_error", code=refusal.code), status=429
+        )
+    try:
+        ws = web.WebSocketResponse(
+            protocols=beta_subprotocol(offered) if beta else (("realtime",) if "realtime" in offered else ()),
+            max_msg_size=MAX_FRAME_BYTES,
+            compress=False,
+        )
+        await ws.prepare(request)
+        services = Services(
+            metrics=request.app.get(METRICS),
+            live=request.app.get(LIVE),
+            store=store,
+            key=key,
+            max_minutes=max_minutes,
+            abort=request.transport.abort if request.transport is not None else None,
+        )
+        await serve_session(
+            ws,
+            settings,
+            request.app[ENGINES],
+            request.query.get("model") or DEFAULT_MODEL,
+            beta=beta,
+            session_type="transcription" if transcription else "realtime",
+            services=services,
+        )
+    finally:
+        limits.close(ip, key_id)
+    return ws
+
+
+async def _minutes_allowed(settings: Settings, store: Store | None, key: ApiKey | None) -> float:
+    """How long a new session may last: the server's maximum, the key's, and what is left of the
+    key's minutes for today."""
+    allowed = settings.session_max_minutes
+    if key is None:
+        return allowed
+    if key.limits.max_session_minutes is not None:
+        allowed = min(allowed, key.limits.max_session_minutes)
+    per_day = key.limits.session_minutes_per_day
+    if per_day is not None and store is not None:
+        used = await store.run(store.keys.minutes_used_today, key.id)
+        allowed = min(allowed, per_day - used)
+    return allowed
