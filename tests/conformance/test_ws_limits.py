@@ -3,12 +3,15 @@ sent faster than real time. A second server is started with small limits."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -40,6 +43,26 @@ async def _event(ws: ClientConnection, type_: str) -> dict[str, Any]:
         event: dict[str, Any] = json.loads(await ws.recv())
         if event["type"] == type_:
             return event
+
+
+async def _no_sessions_open(server: Server) -> None:
+    """Wait until the server has let go of closed sessions (its metrics say none is active)."""
+
+    def active() -> float:
+        with urllib.request.urlopen(f"{server.http_url}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "parley_sessions_active"
+        )
+
+    for _ in range(100):
+        if await asyncio.to_thread(active) == 0:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("closed sessions were never released")
 
 
 async def _refusal(server: Server) -> tuple[int, dict[str, Any]]:
@@ -79,8 +102,10 @@ async def test_limits_on_sessions_handshakes_events_and_audio_speed(limited: Ser
 
     # Handshakes 4 to 6 are allowed (sessions closed), the 7th within the minute is not.
     for _ in range(3):
+        await _no_sessions_open(limited)
         async with _open(limited) as ws:
             await _event(ws, "session.created")
+    await _no_sessions_open(limited)
     status, body = await _refusal(limited)
     assert status == 429 and body["error"]["code"] == "rate_limit_exceeded"
 
