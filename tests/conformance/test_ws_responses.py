@@ -182,8 +182,9 @@ async def test_language_model_failure_fails_only_that_response(
 
 
 async def test_cancel_of_a_spoken_reply(client: AsyncOpenAI, scripted: ScriptedLLM) -> None:
-    sentences = " ".join(f"This is sentence number {i}." for i in range(1, 13))
-    scripted.script(Reply(text=sentences, chunk_delay_s=0.1))
+    # Long enough (about 30 s of streaming) that the cancel lands mid-reply even on a loaded machine.
+    sentences = " ".join(f"This is sentence number {i}." for i in range(1, 31))
+    scripted.script(Reply(text=sentences, chunk_delay_s=0.2))
     async with client.realtime.connect(model="gpt-realtime") as conn:
         await opened(conn)
         await add_item(conn, user_text("Read me something long."))

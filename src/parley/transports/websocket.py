@@ -112,7 +112,15 @@ async def serve_session(
             if ws.closed or stalled:
                 return
             try:
-                await asyncio.wait_for(outbound.put(out), settings.slow_client_timeout_s)
+                outbound.put_nowait(out)
+                continue
+            except asyncio.QueueFull:
+                pass
+            try:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+                # of the caller (a response being cancelled) when the put completes at that moment.
+                async with asyncio.timeout(settings.slow_client_timeout_s):
+                    await outbound.put(out)
             except TimeoutError:
                 stalled = True
                 log.warning(
