@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -52,7 +53,8 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-async def _serve(settings: Settings) -> None:
+async def serve_async(settings: Settings, *, worker: int | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; as one of several workers (``worker``) the port is shared."""
     from aiohttp import web
 
     from parley.server.admin_routes import STORE
@@ -72,12 +74,13 @@ async def _serve(settings: Settings) -> None:
             log.warning("dev mode on %s: anyone who can reach this address can use the server", settings.host)
     else:
         log.info("API keys required (%d from PARLEY_API_KEYS, plus the database's)", len(settings.api_keys))
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=worker is not None)
     await site.start()
     port = runner.addresses[0][1] if runner.addresses else settings.port
     log.info(
-        "Parley %s listening on http://%s:%s (WebSocket ws://%s:%s/v1/realtime)",
+        "Parley %s%s listening on http://%s:%s (WebSocket ws://%s:%s/v1/realtime)",
         __version__,
+        f" worker {worker} (pid {os.getpid()})" if worker is not None else "",
         settings.host,
         port,
         settings.host,
@@ -120,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         configure_logging(settings.log_level, settings.log_format)
         try:
-            asyncio.run(_serve(settings))
+            if settings.workers > 1:
+                from parley.server.workers import run_workers
+
+                return run_workers(settings)
+            asyncio.run(serve_async(settings))
         except (ValueError, OSError) as exc:
             log.error("cannot start: %s", exc)
             return 1

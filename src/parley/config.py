@@ -31,6 +31,11 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on (0 picks a free one).")
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Server processes sharing the port; keys, secrets and limits live in the database.",
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated API keys. Empty: dev mode, any key is accepted (bind to loopback).",

@@ -71,8 +71,8 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(tmp: Path, env: dict[str, str], name: str = "server") -> Server:
-    port = free_port()
+def start_server(tmp: Path, env: dict[str, str], name: str = "server", port: int | None = None) -> Server:
+    port = port or free_port()
     log_path = tmp / f"{name}.log"
     full_env = {**os.environ, "PARLEY_DATA_DIR": str(tmp / f"{name}-data"), **env}
     process = subprocess.Popen(

@@ -20,7 +20,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conformance.conftest import ROOT, LLMThread, Server, start_server, stop_server
+from tests.conformance.conftest import ROOT, LLMThread, Server, free_port, start_server, stop_server
 from tests.scripted_llm import ScriptedLLM
 
 pytest_plugins = ("tests.postgres",)
@@ -91,6 +91,12 @@ def ops(
     server = start_server(tmp, env, name="ops")
     yield Ops(server, env)
     stop_server(server)
+
+
+def _read(request: urllib.request.Request) -> bytes:
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        body: bytes = reply.read()
+        return body
 
 
 async def _until(ws: ClientConnection, type_: str) -> dict[str, Any]:
@@ -216,3 +222,41 @@ def test_the_data_dir_holds_the_default_database(tmp_path: Path) -> None:
     )
     assert result.returncode == 0 and "No API keys" in result.stdout
     assert (tmp_path / "parley.db").exists()
+
+
+async def test_two_workers_share_one_port_and_their_secrets(
+    llm_thread: LLMThread, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tmp = tmp_path_factory.mktemp("parley-workers")
+    port = free_port()
+    env = {
+        "PARLEY_WORKERS": "2",
+        "PARLEY_PORT": str(port),
+        "PARLEY_DATA_DIR": str(tmp / "data"),
+        "PARLEY_LLM_BASE_URL": llm_thread.llm.base_url,
+    }
+    server = start_server(tmp, env, name="workers", port=port)
+    try:
+        request = urllib.request.Request(
+            f"{server.http_url}/v1/realtime/client_secrets",
+            data=json.dumps({"session": {"type": "realtime", "instructions": "From the secret."}}).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": "Bearer sk-dev"},
+        )
+        secret = json.loads(await asyncio.to_thread(_read, request))["value"]
+        for _ in range(16):  # new connections land on either worker
+            headers = {"Authorization": f"Bearer {secret}"}
+            async with connect(
+                f"{server.ws_base}/realtime?model=gpt-realtime", additional_headers=headers, proxy=None
+            ) as ws:
+                created = await _until(ws, "session.created")
+                assert created["session"]["instructions"] == "From the secret."
+        log = server.log()
+        minted_by = log.split("minted (expires in 600 s, pid ", 1)[1].split(")", 1)[0]
+        opened_by = {
+            line.rsplit("pid ", 1)[1].rstrip(")") for line in log.splitlines() if " opened (model " in line
+        }
+        assert len(opened_by) == 2, log  # both workers served sessions with the one secret
+        assert opened_by - {minted_by}, log  # ...including one that did not mint it
+    finally:
+        stop_server(server)

@@ -123,8 +123,16 @@ class RealtimeSession:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, initial: dict[str, Any] | None = None) -> None:
+        """Send ``session.created``; with ``initial`` (the session a client secret carries) the
+        session starts with that configuration applied."""
+        if initial is not None:
+            event = parse_client_event({"type": "session.update", "session": initial})
+            assert isinstance(event, SessionUpdateEvent)
+            self._apply_session(event)
         await self.emit(ev.session_created(self.config.wire()))
+        if initial is not None and self.config.type == "realtime":
+            await self.mcp.configure(self.config.tools)
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(self.max_minutes * 60, self._expire)
 
@@ -255,12 +263,15 @@ class RealtimeSession:
                 "were dropped. Stream audio as it is spoken (or at most that much faster).",
             )
 
-    async def _session_update(self, event: SessionUpdateEvent) -> None:
+    def _apply_session(self, event: SessionUpdateEvent) -> None:
         tools = getattr(event.session, "tools", None)
         if tools is not None:
             check_mcp_urls([t.model_dump(mode="json") for t in tools], self.settings.mcp_allowed_urls)
         self.config.apply_update(event.session, audio_produced=self._audio_produced())
         self.audio.configure()
+
+    async def _session_update(self, event: SessionUpdateEvent) -> None:
+        self._apply_session(event)
         await self.emit(ev.session_updated(self.config.wire()))
         if self.config.type == "realtime":
             await self.mcp.configure(self.config.tools)

@@ -14,6 +14,7 @@ from parley.config import Settings
 from parley.engines.registry import Engines, load_engines
 from parley.server.admin_routes import PARLEY_KEY, STORE, add_admin_routes
 from parley.server.auth import authenticate
+from parley.server.client_secrets import create_client_secret
 from parley.server.limits import ConnectionLimits
 from parley.server.metrics import setup_metrics
 from parley.server.realtime_route import realtime_websocket
@@ -80,6 +81,7 @@ def create_app(
         handshakes_per_minute_per_ip=settings.handshakes_per_minute_per_ip,
     )
     app.router.add_get("/v1/realtime", realtime_websocket)
+    app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app[LIVE] = LiveSessions()

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from parley.config import Settings
-from parley.store import ApiKey, Store
+from parley.store import ApiKey, ClientSecret, Store
 
 SUBPROTOCOL_KEY_PREFIX = "openai-insecure-api-key."
+SECRET_PREFIX = "ek_"
 
 
 def offered_subprotocols(request: web.Request) -> list[str]:
@@ -45,6 +46,9 @@ class Caller:
     ``PARLEY_API_KEYS`` or any caller in dev mode."""
 
     key: ApiKey | None = None
+    secret: ClientSecret | None = None
+    """The ephemeral client secret (``ek_…``) the caller came with; its session config starts the
+    session."""
 
 
 def _refuse(message: str, code: str) -> web.Response:
@@ -52,11 +56,26 @@ def _refuse(message: str, code: str) -> web.Response:
 
 
 async def authenticate(
-    request: web.Request, settings: Settings, store: Store | None
+    request: web.Request, settings: Settings, store: Store | None, *, allow_secret: bool = False
 ) -> Caller | web.Response:
     """The caller, or the 401 response to send. Once any key exists (``PARLEY_API_KEYS`` or an
-    active database key) every request needs a valid one; with none the server is in dev mode."""
+    active database key) every request needs a valid one; with none the server is in dev mode.
+    With ``allow_secret`` an ephemeral client secret (``ek_…``) is accepted too, until it expires."""
     key = presented_key(request)
+    if key is not None and key.startswith(SECRET_PREFIX):
+        if not allow_secret or store is None:
+            return _refuse("A client secret (ek_…) cannot be used here; use an API key.", "invalid_api_key")
+        secret = await store.run(store.secrets.consume, key)
+        if secret is None:
+            return _refuse(
+                "This client secret has expired or is not valid; mint a new one with "
+                "POST /v1/realtime/client_secrets.",
+                "invalid_api_key",
+            )
+        owner = await store.run(store.keys.get, secret.key_id) if secret.key_id else None
+        if owner is not None and owner.revoked:
+            return _refuse("The API key that minted this client secret was revoked.", "invalid_api_key")
+        return Caller(owner, secret)
     if key is not None and any(hmac.compare_digest(key.encode(), k.encode()) for k in settings.api_keys):
         return Caller()
     if key is not None and store is not None:

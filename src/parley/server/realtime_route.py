@@ -36,12 +36,15 @@ def _refuse(status: int, message: str, code: str, param: str | None = None) -> w
 async def realtime_websocket(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     store = request.app.get(STORE)
-    caller = await authenticate(request, settings, store)
+    caller = await authenticate(request, settings, store, allow_secret=True)
     if isinstance(caller, web.Response):
         return caller
     offered = offered_subprotocols(request)
     beta = beta_requested(request.headers.get("OpenAI-Beta", ""), offered)
-    transcription = request.query.get("intent") == "transcription"
+    initial = caller.secret.session_config if caller.secret is not None else None
+    transcription = (
+        request.query.get("intent") == "transcription" or (initial or {}).get("type") == "transcription"
+    )
     if "call_id" in request.query:
         return _refuse(404, f"No call with id '{request.query['call_id']}' is in progress.", "call_not_found")
     key = caller.key
@@ -73,6 +76,7 @@ async def realtime_websocket(request: web.Request) -> web.StreamResponse:
             store=store,
             key=key,
             max_minutes=max_minutes,
+            initial_session=initial,
             abort=request.transport.abort if request.transport is not None else None,
         )
         await serve_session(

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -81,6 +83,8 @@ class Services:
     """Where the session is recorded (the audit trail)."""
     key: ApiKey | None = None
     max_minutes: float | None = None
+    initial_session: dict[str, Any] | None = None
+    """The session configuration a client secret carries; the session starts with it."""
     abort: Callable[[], None] | None = None
     """Drops the connection (a client that stopped reading)."""
 
@@ -175,13 +179,14 @@ async def serve_session(
         with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
             await asyncio.wait_for(writer, FLUSH_TIMEOUT_S)
 
-    log.info("session %s opened (model %s%s)", session.id, model, ", beta dialect" if beta else "")
+    dialect_note = ", beta dialect" if beta else ""
+    log.info("session %s opened (model %s%s, pid %d)", session.id, model, dialect_note, os.getpid())
     if live is not None:
         live.add(LiveSession(session, ws))
     with bind_session(session.id):
         writer = asyncio.create_task(write(), name="websocket writer")
         try:
-            await _run(session, ws, handle_text, close_writer)
+            await _run(session, ws, handle_text, close_writer, services.initial_session)
         finally:
             if live is not None:
                 live.remove(session.id)
@@ -230,10 +235,11 @@ async def _run(
     ws: web.WebSocketResponse,
     handle_text: Callable[[str], Awaitable[None]],
     close_writer: Callable[[], Awaitable[None]],
+    initial_session: dict[str, Any] | None = None,
 ) -> None:
     """The session's life on its socket: events in until the client goes, then a clean close."""
     try:
-        await session.start()
+        await session.start(initial_session)
         async for message in ws:
             if message.type == WSMsgType.TEXT:
                 if len(message.data) > MAX_EVENT_BYTES:

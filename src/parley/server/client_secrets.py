@@ -1,0 +1,112 @@
+"""``POST /v1/realtime/client_secrets``: a backend mints a short-lived ``ek_…`` secret with its real
+key, and a browser or device opens sessions with it; the secret carries the session configuration.
+
+Secrets live in the database, so any worker or node accepts them. Only a real key can mint one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+from aiohttp import web
+from openai.types.realtime import SessionUpdateEvent
+
+from parley import ids
+from parley.config import Settings
+from parley.protocol.client_events import parse_client_event
+from parley.protocol.errors import ProtocolError
+from parley.protocol.session_config import SessionConfig, default_session, default_transcription_session
+from parley.realtime.mcp_tools import check_mcp_urls
+from parley.server.admin_routes import STORE
+from parley.server.auth import SECRET_PREFIX, authenticate, error_body, presented_key
+from parley.transports.websocket import DEFAULT_MODEL, SETTINGS
+
+log = logging.getLogger("parley.server")
+
+MIN_TTL_S, MAX_TTL_S, DEFAULT_TTL_S = 10, 7200, 600
+
+
+def _bad(
+    message: str, *, param: str | None = None, code: str = "invalid_value", status: int = 400
+) -> web.Response:
+    body = error_body(message, type_="invalid_request_error", code=code, param=param)
+    return web.json_response(body, status=status)
+
+
+def effective_session(settings: Settings, session: dict[str, Any]) -> dict[str, Any]:
+    """The full session ``session`` (a GA realtime or transcription session) would start with;
+    raises ProtocolError (with the JSON path) when it is not valid."""
+    kind = session.get("type", "realtime")
+    session_id = ids.session_id()
+    model = str(session.get("model") or DEFAULT_MODEL)
+    config = SessionConfig(
+        default_transcription_session(settings, session_id=session_id)
+        if kind == "transcription"
+        else default_session(settings, session_id=session_id, model=model)
+    )
+    event = parse_client_event({"type": "session.update", "session": {"type": kind, **session}})
+    assert isinstance(event, SessionUpdateEvent)
+    tools = [t.model_dump(mode="json") for t in getattr(event.session, "tools", None) or []]
+    check_mcp_urls(tools, settings.mcp_allowed_urls)
+    config.apply_update(event.session, audio_produced=False)
+    return config.wire()
+
+
+def _ttl(body: dict[str, Any]) -> int | web.Response:
+    expires = body.get("expires_after")
+    if expires is None:
+        return DEFAULT_TTL_S
+    if not isinstance(expires, dict):
+        return _bad("'expires_after' must be an object.", param="expires_after")
+    if expires.get("anchor", "created_at") != "created_at":
+        return _bad("'expires_after.anchor' must be 'created_at'.", param="expires_after.anchor")
+    seconds = expires.get("seconds", DEFAULT_TTL_S)
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or not MIN_TTL_S <= seconds <= MAX_TTL_S:
+        return _bad(
+            f"'expires_after.seconds' must be an integer from {MIN_TTL_S} to {MAX_TTL_S}.",
+            param="expires_after.seconds",
+        )
+    return seconds
+
+
+async def create_client_secret(request: web.Request) -> web.Response:
+    settings, store = request.app[SETTINGS], request.app.get(STORE)
+    if (presented_key(request) or "").startswith(SECRET_PREFIX):
+        return _bad(
+            "Only an API key can mint a client secret, not another secret.",
+            code="invalid_api_key",
+            status=401,
+        )
+    caller = await authenticate(request, settings, store)
+    if isinstance(caller, web.Response):
+        return caller
+    if store is None:
+        return _bad(
+            "Client secrets need the database, which this server runs without.",
+            code="unavailable",
+            status=503,
+        )
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except json.JSONDecodeError:
+        return _bad("The body is not valid JSON.", code="invalid_json")
+    if not isinstance(body, dict):
+        return _bad("The body must be a JSON object.", code="invalid_json")
+    ttl = _ttl(body)
+    if isinstance(ttl, web.Response):
+        return ttl
+    session = body.get("session") or {"type": "realtime"}
+    if not isinstance(session, dict):
+        return _bad("'session' must be an object.", param="session")
+    try:
+        wire = effective_session(settings, session)
+    except ProtocolError as exc:
+        return _bad(exc.message, param=exc.param, code=exc.code)
+    key_id = caller.key.id if caller.key is not None else None
+    secret, value = await store.run(store.secrets.create, session, key_id=key_id, ttl_s=ttl)
+    wire["expires_at"] = secret.expires_at_unix
+    log.info("client secret %s minted (expires in %d s, pid %d)", secret.id, ttl, os.getpid())
+    return web.json_response({"value": value, "expires_at": secret.expires_at_unix, "session": wire})
