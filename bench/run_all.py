@@ -19,6 +19,7 @@ BENCHMARKS = (
     "denoise.py",
     "tool_calls.py",
     "mcp_call.py",
+    "load.py",
 )
 
 
