@@ -559,3 +559,19 @@ async def test_transcription_session_transcribes_and_never_responds() -> None:
     assert_all_valid(rec)
     assert len(rec.session.conversation.items()) == 0
     await rec.session.close()
+
+
+async def test_closing_right_after_a_commit_leaves_no_recogniser_running() -> None:
+    rec = await started()
+    manual = {
+        "type": "session.update",
+        "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}},
+    }
+    await rec.send(manual)
+    await rec.send(append(tone(500)))
+    await rec.send({"type": "input_audio_buffer.commit"})  # its transcription job has not run yet
+    await rec.session.close()
+    for _ in range(3):  # let the cancelled tasks finish
+        await asyncio.sleep(0)
+    running = [t for t in asyncio.all_tasks() if "LiveRecognition._run" in repr(t.get_coro())]
+    assert running == []

@@ -30,6 +30,8 @@ class Recognition:
     def __init__(self, session: RealtimeSession) -> None:
         self.session = session
         self._jobs: dict[str, asyncio.Task[None]] = {}
+        self._streams: dict[str, LiveRecognition] = {}
+        """The recognisers of running jobs, closed with the session even if a job never ran."""
         self.channel: dict[str, Any] = {}
         """The recogniser's adaptation state for this session's audio (``SpeechToText.start``)."""
 
@@ -55,7 +57,9 @@ class Recognition:
     def transcribe(self, item: Item, live: LiveRecognition | None = None) -> None:
         task = asyncio.get_running_loop().create_task(self._transcribe(item, live))
         self._jobs[item.id] = task
-        task.add_done_callback(lambda _: self._jobs.pop(item.id, None))
+        if live is not None:
+            self._streams[item.id] = live
+        task.add_done_callback(lambda _: (self._jobs.pop(item.id, None), self._streams.pop(item.id, None)))
 
     async def _transcribe(self, item: Item, live: LiveRecognition | None) -> None:
         index = next(iter(item.audio))
@@ -63,7 +67,7 @@ class Recognition:
         settings = self.session.config.transcription
         try:
             if live is None:
-                live = self.live()
+                live = self._streams[item.id] = self.live()
                 assert item.audio_format is not None
                 pcm = item.audio_format.decode(bytes(item.audio[index]))
                 live.feed(resample(pcm, item.audio_format.sample_rate, stt.sample_rate))
@@ -90,7 +94,12 @@ class Recognition:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def close(self) -> None:
+        lives = list(self._streams.values())  # a job's callback forgets its recogniser as it ends
         for task in list(self._jobs.values()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # A job cancelled before it ran never finished its recogniser: close those here.
+        for live in lives:
+            live.close()
+        self._streams.clear()
