@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from parley.server.auth import error_body
+from parley.server.auth import error_response
 from parley.store import ApiKey, Store
 
 log = logging.getLogger("parley.server.admin")
@@ -37,13 +37,9 @@ def add_admin_routes(app: web.Application, store: Store | None = None) -> None:
     app.router.add_delete("/v1/parley/sessions/{session_id}", _guard(delete_session))
 
 
-def _invalid(message: str, param: str, status: int = 400, code: str = "invalid_value") -> web.Response:
-    body = error_body(message, type_="invalid_request_error", code=code, param=param)
-    return web.json_response(body, status=status)
-
-
 def _not_found(session_id: str) -> web.Response:
-    return _invalid(f"No session found with id '{session_id}'.", "session_id", 404, "session_not_found")
+    message = f"No session found with id '{session_id}'."
+    return error_response(message, code="session_not_found", status=404, param="session_id")
 
 
 def _guard(handler: Handler) -> Handler:
@@ -56,10 +52,8 @@ def _guard(handler: Handler) -> Handler:
             raise
         except Exception:
             log.exception("%s %s failed", request.method, request.path)
-            body = error_body(
-                "The server could not read its session store.", type_="server_error", code="store_error"
-            )
-            return web.json_response(body, status=500)
+            message = "The server could not read its session store."
+            return error_response(message, code="store_error", status=500, type_="server_error")
 
     return guarded
 
@@ -76,15 +70,15 @@ async def list_sessions(request: web.Request) -> web.Response:
     try:
         limit = int(request.query.get("limit", "20"))
     except ValueError:
-        return _invalid("'limit' must be an integer.", "limit")
+        return error_response("'limit' must be an integer.", param="limit")
     if not 1 <= limit <= MAX_LIMIT:
-        return _invalid(f"'limit' must be between 1 and {MAX_LIMIT}.", "limit")
+        return error_response(f"'limit' must be between 1 and {MAX_LIMIT}.", param="limit")
     since = None
     if "since" in request.query:
         try:
             since = datetime.fromtimestamp(float(request.query["since"]), UTC)
         except (ValueError, OverflowError, OSError):
-            return _invalid("'since' must be a Unix time in seconds.", "since")
+            return error_response("'since' must be a Unix time in seconds.", param="since")
     key_id = _scope(request) or request.query.get("key_id") or None
     found = await store.run(store.sessions.list, key_id=key_id, limit=limit + 1, since=since)
     data = [s.to_dict() for s in found[:limit]]

@@ -40,6 +40,18 @@ def error_body(message: str, *, type_: str, code: str, param: str | None = None)
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+def error_response(
+    message: str,
+    *,
+    code: str = "invalid_value",
+    status: int = 400,
+    param: str | None = None,
+    type_: str = "invalid_request_error",
+) -> web.Response:
+    """An HTTP error with an OpenAI-style JSON body, as every route answers one."""
+    return web.json_response(error_body(message, type_=type_, code=code, param=param), status=status)
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who is calling: a database key (with its limits), or ``key=None`` for an operator key from
@@ -52,7 +64,7 @@ class Caller:
 
 
 def _refuse(message: str, code: str) -> web.Response:
-    return web.json_response(error_body(message, type_="invalid_request_error", code=code), status=401)
+    return error_response(message, code=code, status=401)
 
 
 async def authenticate(

@@ -21,19 +21,12 @@ from parley.protocol.errors import ProtocolError
 from parley.protocol.session_config import SessionConfig, default_session, default_transcription_session
 from parley.realtime.mcp_tools import check_mcp_urls
 from parley.server.admin_routes import STORE
-from parley.server.auth import SECRET_PREFIX, authenticate, error_body, presented_key
+from parley.server.auth import SECRET_PREFIX, authenticate, error_response, presented_key
 from parley.transports.websocket import DEFAULT_MODEL, SETTINGS
 
 log = logging.getLogger("parley.server")
 
 MIN_TTL_S, MAX_TTL_S, DEFAULT_TTL_S = 10, 7200, 600
-
-
-def _bad(
-    message: str, *, param: str | None = None, code: str = "invalid_value", status: int = 400
-) -> web.Response:
-    body = error_body(message, type_="invalid_request_error", code=code, param=param)
-    return web.json_response(body, status=status)
 
 
 def effective_session(settings: Settings, session: dict[str, Any]) -> dict[str, Any]:
@@ -60,12 +53,12 @@ def _ttl(body: dict[str, Any]) -> int | web.Response:
     if expires is None:
         return DEFAULT_TTL_S
     if not isinstance(expires, dict):
-        return _bad("'expires_after' must be an object.", param="expires_after")
+        return error_response("'expires_after' must be an object.", param="expires_after")
     if expires.get("anchor", "created_at") != "created_at":
-        return _bad("'expires_after.anchor' must be 'created_at'.", param="expires_after.anchor")
+        return error_response("'expires_after.anchor' must be 'created_at'.", param="expires_after.anchor")
     seconds = expires.get("seconds", DEFAULT_TTL_S)
     if not isinstance(seconds, int) or isinstance(seconds, bool) or not MIN_TTL_S <= seconds <= MAX_TTL_S:
-        return _bad(
+        return error_response(
             f"'expires_after.seconds' must be an integer from {MIN_TTL_S} to {MAX_TTL_S}.",
             param="expires_after.seconds",
         )
@@ -75,7 +68,7 @@ def _ttl(body: dict[str, Any]) -> int | web.Response:
 async def create_client_secret(request: web.Request) -> web.Response:
     settings, store = request.app[SETTINGS], request.app.get(STORE)
     if (presented_key(request) or "").startswith(SECRET_PREFIX):
-        return _bad(
+        return error_response(
             "Only an API key can mint a client secret, not another secret.",
             code="invalid_api_key",
             status=401,
@@ -84,7 +77,7 @@ async def create_client_secret(request: web.Request) -> web.Response:
     if isinstance(caller, web.Response):
         return caller
     if store is None:
-        return _bad(
+        return error_response(
             "Client secrets need the database, which this server runs without.",
             code="unavailable",
             status=503,
@@ -92,19 +85,19 @@ async def create_client_secret(request: web.Request) -> web.Response:
     try:
         body = await request.json() if request.can_read_body else {}
     except json.JSONDecodeError:
-        return _bad("The body is not valid JSON.", code="invalid_json")
+        return error_response("The body is not valid JSON.", code="invalid_json")
     if not isinstance(body, dict):
-        return _bad("The body must be a JSON object.", code="invalid_json")
+        return error_response("The body must be a JSON object.", code="invalid_json")
     ttl = _ttl(body)
     if isinstance(ttl, web.Response):
         return ttl
     session = body.get("session") or {"type": "realtime"}
     if not isinstance(session, dict):
-        return _bad("'session' must be an object.", param="session")
+        return error_response("'session' must be an object.", param="session")
     try:
         wire = effective_session(settings, session)
     except ProtocolError as exc:
-        return _bad(exc.message, param=exc.param, code=exc.code)
+        return error_response(exc.message, param=exc.param, code=exc.code)
     key_id = caller.key.id if caller.key is not None else None
     secret, value = await store.run(store.secrets.create, session, key_id=key_id, ttl_s=ttl)
     wire["expires_at"] = secret.expires_at_unix

@@ -10,7 +10,7 @@ from aiohttp import web
 from parley.config import Settings
 from parley.protocol.beta import beta_requested, beta_subprotocol
 from parley.server.admin_routes import STORE
-from parley.server.auth import authenticate, error_body, offered_subprotocols
+from parley.server.auth import authenticate, error_response, offered_subprotocols
 from parley.server.metrics import METRICS
 from parley.store import ApiKey, Store
 from parley.transports.websocket import (
@@ -27,12 +27,6 @@ from parley.transports.websocket import (
 log = logging.getLogger("parley.websocket")
 
 
-def _refuse(status: int, message: str, code: str, param: str | None = None) -> web.Response:
-    return web.json_response(
-        error_body(message, type_="invalid_request_error", code=code, param=param), status=status
-    )
-
-
 async def realtime_websocket(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     store = request.app.get(STORE)
@@ -46,23 +40,20 @@ async def realtime_websocket(request: web.Request) -> web.StreamResponse:
         request.query.get("intent") == "transcription" or (initial or {}).get("type") == "transcription"
     )
     if "call_id" in request.query:
-        return _refuse(404, f"No call with id '{request.query['call_id']}' is in progress.", "call_not_found")
+        message = f"No call with id '{request.query['call_id']}' is in progress."
+        return error_response(message, code="call_not_found", status=404)
     key = caller.key
     max_minutes = await _minutes_allowed(settings, store, key)
     if max_minutes <= 0:
         message = "This API key has used its session minutes for today (UTC); try again tomorrow."
-        return web.json_response(
-            error_body(message, type_="rate_limit_error", code="quota_exceeded"), status=429
-        )
+        return error_response(message, code="quota_exceeded", status=429, type_="rate_limit_error")
     limits = request.app[LIMITS]
     ip = request.remote or "unknown"
     key_id = key.id if key is not None else None
     refusal = limits.open(ip, key_id, key.limits.max_concurrent_sessions if key is not None else None)
     if refusal is not None:
         log.warning("refused a connection from %s: %s", ip, refusal.message)
-        return web.json_response(
-            error_body(refusal.message, type_="rate_limit_error", code=refusal.code), status=429
-        )
+        return error_response(refusal.message, code=refusal.code, status=429, type_="rate_limit_error")
     try:
         ws = web.WebSocketResponse(
             protocols=beta_subprotocol(offered) if beta else (("realtime",) if "realtime" in offered else ()),
