@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 
 import openai
 import pytest
@@ -64,3 +65,17 @@ async def test_an_expired_or_unknown_secret_is_refused(server: Server, client: A
         assert refused.value.response.status_code == 401
         error = json.loads(refused.value.response.body or b"{}")["error"]
         assert error["code"] == "invalid_api_key" and "expired" in error["message"]
+
+
+async def test_a_session_without_its_type_is_a_realtime_session(server: Server) -> None:
+    request = urllib.request.Request(
+        f"{server.http_url}/v1/realtime/client_secrets",
+        data=json.dumps({"session": {"instructions": "No type given."}}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": "Bearer sk-dev"},
+    )
+    minted = json.loads(await asyncio.to_thread(lambda: urllib.request.urlopen(request, timeout=30).read()))
+    assert minted["session"]["type"] == "realtime"
+    async with _client(server, minted["value"]).realtime.connect(model="gpt-realtime") as conn:
+        created = await opened(conn)
+    assert created["session"]["instructions"] == "No type given."

@@ -86,6 +86,13 @@ def default_transcription_session(settings: Settings, *, session_id: str) -> dic
     }
 
 
+def new_config(settings: Settings, session_type: str, *, session_id: str, model: str) -> SessionConfig:
+    """The configuration a new session of ``session_type`` starts with."""
+    if session_type == "transcription":
+        return SessionConfig(default_transcription_session(settings, session_id=session_id))
+    return SessionConfig(default_session(settings, session_id=session_id, model=model))
+
+
 @dataclass
 class SessionConfig:
     """The effective session (GA wire shape) with typed views for the engine."""

@@ -38,7 +38,7 @@ from parley.protocol.client_events import (
     parse_client_event,
 )
 from parley.protocol.errors import ProtocolError
-from parley.protocol.session_config import SessionConfig, default_session, default_transcription_session
+from parley.protocol.session_config import SessionConfig, new_config
 from parley.realtime.audio_rate import AudioRate
 from parley.realtime.context import Message, build_messages
 from parley.realtime.conversation import Conversation, Item
@@ -63,6 +63,17 @@ _TRANSCRIPTION_ONLY = (
     ConversationItemDeleteEvent,
 )
 """Client events a transcription session takes (and ``input_audio_buffer.append``)."""
+
+
+def apply_session_update(
+    config: SessionConfig, event: SessionUpdateEvent, settings: Settings, *, audio_produced: bool
+) -> None:
+    """Merge a ``session.update`` into ``config`` (MCP server URLs checked against
+    ``PARLEY_MCP_ALLOWED_URLS``); raises ProtocolError, leaving ``config`` as it was."""
+    tools = getattr(event.session, "tools", None)
+    if tools is not None:
+        check_mcp_urls([t.model_dump(mode="json") for t in tools], settings.mcp_allowed_urls)
+    config.apply_update(event.session, audio_produced=audio_produced)
 
 
 Direction = Literal["client", "server"]
@@ -93,11 +104,7 @@ class RealtimeSession:
         self.engines = engines
         self._emit = emit
         self.id = ids.session_id()
-        self.config = SessionConfig(
-            default_transcription_session(settings, session_id=self.id)
-            if session_type == "transcription"
-            else default_session(settings, session_id=self.id, model=model)
-        )
+        self.config = new_config(settings, session_type, session_id=self.id, model=model)
         self.conversation = Conversation()
         self.owns_playback = owns_playback
         """True on WebRTC/SIP, where the server plays the audio out (output_audio_buffer.*)."""
@@ -264,10 +271,7 @@ class RealtimeSession:
             )
 
     def _apply_session(self, event: SessionUpdateEvent) -> None:
-        tools = getattr(event.session, "tools", None)
-        if tools is not None:
-            check_mcp_urls([t.model_dump(mode="json") for t in tools], self.settings.mcp_allowed_urls)
-        self.config.apply_update(event.session, audio_produced=self._audio_produced())
+        apply_session_update(self.config, event, self.settings, audio_produced=self._audio_produced())
         self.audio.configure()
 
     async def _session_update(self, event: SessionUpdateEvent) -> None:

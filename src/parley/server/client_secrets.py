@@ -18,8 +18,8 @@ from parley import ids
 from parley.config import Settings
 from parley.protocol.client_events import parse_client_event
 from parley.protocol.errors import ProtocolError
-from parley.protocol.session_config import SessionConfig, default_session, default_transcription_session
-from parley.realtime.mcp_tools import check_mcp_urls
+from parley.protocol.session_config import new_config
+from parley.realtime.session import apply_session_update
 from parley.server.admin_routes import STORE
 from parley.server.auth import SECRET_PREFIX, authenticate, error_response, presented_key
 from parley.transports.websocket import DEFAULT_MODEL, SETTINGS
@@ -30,21 +30,17 @@ MIN_TTL_S, MAX_TTL_S, DEFAULT_TTL_S = 10, 7200, 600
 
 
 def effective_session(settings: Settings, session: dict[str, Any]) -> dict[str, Any]:
-    """The full session ``session`` (a GA realtime or transcription session) would start with;
-    raises ProtocolError (with the JSON path) when it is not valid."""
-    kind = session.get("type", "realtime")
-    session_id = ids.session_id()
-    model = str(session.get("model") or DEFAULT_MODEL)
-    config = SessionConfig(
-        default_transcription_session(settings, session_id=session_id)
-        if kind == "transcription"
-        else default_session(settings, session_id=session_id, model=model)
+    """The full session ``session`` (a GA realtime or transcription session, ``type`` included)
+    would start with; raises ProtocolError (with the JSON path) when it is not valid."""
+    config = new_config(
+        settings,
+        session["type"],
+        session_id=ids.session_id(),
+        model=str(session.get("model") or DEFAULT_MODEL),
     )
-    event = parse_client_event({"type": "session.update", "session": {"type": kind, **session}})
+    event = parse_client_event({"type": "session.update", "session": session})
     assert isinstance(event, SessionUpdateEvent)
-    tools = [t.model_dump(mode="json") for t in getattr(event.session, "tools", None) or []]
-    check_mcp_urls(tools, settings.mcp_allowed_urls)
-    config.apply_update(event.session, audio_produced=False)
+    apply_session_update(config, event, settings, audio_produced=False)
     return config.wire()
 
 
@@ -91,9 +87,10 @@ async def create_client_secret(request: web.Request) -> web.Response:
     ttl = _ttl(body)
     if isinstance(ttl, web.Response):
         return ttl
-    session = body.get("session") or {"type": "realtime"}
+    session = body.get("session") or {}
     if not isinstance(session, dict):
         return error_response("'session' must be an object.", param="session")
+    session = {"type": "realtime", **session}  # stored as the session it starts, type and all
     try:
         wire = effective_session(settings, session)
     except ProtocolError as exc:
