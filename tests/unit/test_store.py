@@ -118,7 +118,9 @@ def test_default_url_is_sqlite_in_the_data_dir(tmp_path: Path, monkeypatch: pyte
 
 def test_keys_create_verify_list_revoke(store: Store) -> None:
     limits = KeyLimits(max_concurrent_sessions=2, session_minutes_per_day=30.5, max_session_minutes=10)
+    assert not store.keys.any_active()
     key, plaintext = store.keys.create("alice", limits)
+    assert store.keys.any_active()
     assert plaintext.startswith("sk-parley-") and len(plaintext) == 50
     assert key.id.startswith("key_") and plaintext.startswith(key.prefix) and len(key.prefix) == 16
     assert key.limits == limits and key.revoked_at is None
@@ -137,6 +139,7 @@ def test_keys_create_verify_list_revoke(store: Store) -> None:
     assert store.keys.revoke(bob.prefix).id == bob.id  # by prefix
     assert store.keys.revoke(bob.id).revoked_at == store.keys.get(bob.id).revoked_at  # type: ignore[union-attr]
     assert store.keys.list(include_revoked=False) == []
+    assert not store.keys.any_active()
     with pytest.raises(KeyNotFound):
         store.keys.revoke("nobody")
 

@@ -106,5 +106,4 @@ async def authenticate(
 async def has_database_keys(store: Store | None) -> bool:
     if store is None:
         return False
-    keys = await store.run(store.keys.list, include_revoked=False)
-    return bool(keys)
+    return await store.run(store.keys.any_active)

@@ -133,6 +133,12 @@ class KeyStore:
         with self._db.session() as s:
             return [_record(row) for row in s.scalars(query)]
 
+    def any_active(self) -> bool:
+        """Whether any key is not revoked (one indexed row read, for every dev-mode request)."""
+        query = select(ApiKeyRow.id).where(ApiKeyRow.revoked_at.is_(None)).limit(1)
+        with self._db.session() as s:
+            return s.scalar(query) is not None
+
     def get(self, key_id: str) -> ApiKey | None:
         with self._db.session() as s:
             row = s.get(ApiKeyRow, key_id)
