@@ -33,7 +33,7 @@ from parley.realtime.context import Message, build_messages, estimate_tokens
 from parley.realtime.conversation import Conversation, Item
 from parley.realtime.response_output import Emit, MessageWriter, OutputTarget
 from parley.realtime.response_tools import ResponseTools
-from parley.realtime.tool_calls import CallChecker, CallRejected, PendingCall, collect
+from parley.realtime.tool_calls import CallChecker, CallRejected, PendingCall, collect, required_tool
 from parley.realtime.toolbox import McpRunner, Toolbox, function_specs
 
 log = logging.getLogger("parley.response")
@@ -82,9 +82,8 @@ class ResponseTimings:
 
 
 def _tool_choice(choice: Any) -> str:
-    if isinstance(choice, dict):
-        return str(choice.get("name") or "auto")
-    return str(choice)
+    """``tool_choice`` as engines take it: ``auto`` / ``none`` / ``required`` or the one tool's name."""
+    return required_tool(choice) or ("auto" if isinstance(choice, dict) else str(choice))
 
 
 class Response:
