@@ -76,6 +76,9 @@ def apply_session_update(
     config.apply_update(event.session, audio_produced=audio_produced)
 
 
+STORED_TEMPERATURE = "temperature"
+"""Beside a stored GA session (a beta client secret's): the sampling temperature GA has no field for."""
+
 Direction = Literal["client", "server"]
 Observer = Callable[[Direction, dict[str, Any]], None]
 
@@ -134,9 +137,13 @@ class RealtimeSession:
         """Send ``session.created``; with ``initial`` (the session a client secret carries) the
         session starts with that configuration applied."""
         if initial is not None:
+            initial = dict(initial)
+            temperature = initial.pop(STORED_TEMPERATURE, None)
             event = parse_client_event({"type": "session.update", "session": initial})
             assert isinstance(event, SessionUpdateEvent)
             self._apply_session(event)
+            if isinstance(temperature, int | float):
+                self.config.temperature = float(temperature)
         await self.emit(ev.session_created(self.config.wire()))
         if initial is not None and self.config.type == "realtime":
             await self.mcp.configure(self.config.tools)

@@ -14,6 +14,7 @@ from parley.config import Settings
 from parley.engines.registry import Engines, load_engines
 from parley.server.admin_routes import PARLEY_KEY, STORE, add_admin_routes
 from parley.server.auth import authenticate
+from parley.server.beta_sessions import create_beta_session, create_beta_transcription_session
 from parley.server.client_secrets import create_client_secret
 from parley.server.limits import ConnectionLimits
 from parley.server.metrics import setup_metrics
@@ -82,6 +83,8 @@ def create_app(
     )
     app.router.add_get("/v1/realtime", realtime_websocket)
     app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
+    app.router.add_post("/v1/realtime/sessions", create_beta_session)
+    app.router.add_post("/v1/realtime/transcription_sessions", create_beta_transcription_session)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app[LIVE] = LiveSessions()
