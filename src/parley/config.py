@@ -99,6 +99,22 @@ class Settings(BaseSettings):
         10.0, ge=0, description="On shutdown, how long open sessions may go on before they are ended."
     )
 
+    webrtc_host_addresses: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated local IPs WebRTC offers as ICE host candidates (e.g. 127.0.0.1 or "
+        "the host's LAN address). Empty: every interface but loopback.",
+    )
+    webrtc_ice_servers: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='STUN/TURN servers for WebRTC, as a JSON list like [{"urls": "stun:host:3478"}] '
+        '(with "username" and "credential" for TURN).',
+    )
+    webrtc_media_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A WebRTC call that is not connected, or brings no audio, for this long is ended.",
+    )
+
     data_dir: Path | None = Field(
         None, description="Where Parley keeps its data (the SQLite database). Default: ~/.local/share/parley."
     )
@@ -126,12 +142,17 @@ class Settings(BaseSettings):
         200_000, ge=1, description="Tokens a session may use per minute; past it responses are refused."
     )
 
-    @field_validator("api_keys", "mcp_allowed_urls", mode="before")
+    @field_validator("api_keys", "mcp_allowed_urls", "webrtc_host_addresses", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    @field_validator("webrtc_ice_servers", mode="before")
+    @classmethod
+    def _ice_servers(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
 
     @field_validator("redact_patterns", mode="before")
     @classmethod

@@ -35,3 +35,8 @@ def conversation_id() -> str:
 
 def call_id() -> str:
     return new_id("call_")
+
+
+def rtc_call_id() -> str:
+    """A WebRTC call (``rtc_…``), named in ``Location: /v1/realtime/calls/<id>``."""
+    return new_id("rtc_")

@@ -105,4 +105,6 @@ def configure_logging(level: str, fmt: str) -> logging.Handler:
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for noisy in ("aioice", "aiortc"):  # every ICE check and DTLS step at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return handler

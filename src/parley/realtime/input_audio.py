@@ -158,7 +158,17 @@ class InputAudio:
     # -- turn taking ------------------------------------------------------------------------------
 
     def assistant_speaking(self) -> bool:
-        return self.session.active is not None or self.buffer.position_ms < self.playback_until_ms
+        if self.session.active is not None:
+            return True
+        playback = self.session.playback
+        if playback is not None:  # the server plays the audio: it knows
+            return playback.playing
+        return self.buffer.position_ms < self.playback_until_ms
+
+    def playback_stopped(self) -> None:
+        """The server finished playing a response (WebRTC, SIP): the idle timeout counts from here."""
+        self._idle_from_ms = self.buffer.position_ms
+        self.playback_until_ms = 0.0
 
     def _onset(self, audio_start_ms: int) -> None:
         if audio_start_ms > self.buffer.start_ms:
@@ -173,8 +183,11 @@ class InputAudio:
         if self._live is not None and self._live.deltas is not None:
             self._live.deltas.item_id = self._speech_item_id  # the turn is real: stream its words
         if (self._turn or {}).get("interrupt_response", True):
-            if self.session.active is not None:
-                self.session.active.cancel("turn_detected")
+            active = self.session.active
+            if active is not None:
+                active.cancel("turn_detected")
+            if self.session.playback is not None:
+                await self.session.playback.clear(active)
             self.playback_until_ms = 0.0  # the client stops playing on speech_started
 
     async def _speech_stopped(self, audio_end_ms: int) -> None:
@@ -191,7 +204,7 @@ class InputAudio:
     async def _check_idle_timeout(self) -> None:
         turn = self._turn or {}
         timeout = turn.get("idle_timeout_ms")
-        if timeout is None or self.transcription_only or self.session.active is not None:
+        if timeout is None or self.transcription_only or self.assistant_speaking():
             return
         since = max(self._idle_from_ms, self.playback_until_ms)
         if self.buffer.position_ms - since < timeout:

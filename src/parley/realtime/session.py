@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from base64 import b64encode
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal
 
@@ -45,6 +46,7 @@ from parley.realtime.conversation import Conversation, Item
 from parley.realtime.input_audio import InputAudio
 from parley.realtime.items import item_from_client, truncate_item
 from parley.realtime.mcp_tools import McpServers, check_mcp_urls
+from parley.realtime.playback import Playback
 from parley.realtime.rate_limits import RateLimits
 from parley.realtime.response import Response, ResponseParams
 from parley.realtime.response_params import resolve_params
@@ -96,7 +98,7 @@ class RealtimeSession:
         engines: Engines,
         emit: Emit,
         model: str,
-        owns_playback: bool = False,
+        playback_rate: int | None = None,
         on_expired: Callable[[], Awaitable[None]] | None = None,
         session_type: SessionType = "realtime",
         max_minutes: float | None = None,
@@ -109,8 +111,9 @@ class RealtimeSession:
         self.id = ids.session_id()
         self.config = new_config(settings, session_type, session_id=self.id, model=model)
         self.conversation = Conversation()
-        self.owns_playback = owns_playback
-        """True on WebRTC/SIP, where the server plays the audio out (output_audio_buffer.*)."""
+        self.playback = Playback(self, playback_rate) if playback_rate else None
+        """On WebRTC and SIP the server plays the audio out itself, at ``playback_rate``: response
+        audio goes to its buffer instead of ``response.output_audio.delta`` events."""
         self.responses: dict[str, Response] = {}
         """Responses still running, by id (the default-conversation one and out-of-band ones)."""
         self.active: Response | None = None
@@ -196,7 +199,11 @@ class RealtimeSession:
 
     async def emit(self, event: ev.Event) -> None:
         self.observe("server", event)
+        if self.playback is not None and self.playback.take(event):
+            return
         await self._emit(event)
+        if self.playback is not None:
+            self.playback.sent(event)
 
     def observe(self, direction: Direction, event: dict[str, Any]) -> None:
         for observer in self.observers:
@@ -393,9 +400,19 @@ class RealtimeSession:
                 await asyncio.shield(response.task)
 
     async def _output_audio_buffer_clear(self) -> None:
-        if not self.owns_playback:
+        if self.playback is None:
             raise ProtocolError(
                 "invalid_event",
                 "output_audio_buffer.clear is only available on WebRTC and SIP connections; on a "
                 "WebSocket the client plays the audio and truncates with conversation.item.truncate.",
             )
+        await self.playback.clear(self.active)
+
+    async def append_audio(self, audio: bytes) -> None:
+        """Input audio from a media track (WebRTC, SIP), in the session's input format: the same
+        as an ``input_audio_buffer.append``, observed as one so metrics and the audit trail see it."""
+        if self._closed:
+            return
+        if self.observers:
+            self.observe("client", {"type": "input_audio_buffer.append", "audio": b64encode(audio).decode()})
+        await self.audio.append(audio)

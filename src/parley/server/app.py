@@ -15,17 +15,18 @@ from parley.engines.registry import Engines, load_engines
 from parley.server.admin_routes import PARLEY_KEY, STORE, add_admin_routes
 from parley.server.auth import authenticate
 from parley.server.beta_sessions import create_beta_session, create_beta_transcription_session
+from parley.server.calls import add_call_routes
 from parley.server.client_secrets import create_client_secret
 from parley.server.limits import ConnectionLimits
 from parley.server.metrics import setup_metrics
 from parley.server.realtime_route import realtime_websocket
 from parley.store import Redactor, display_url, open_store, retention_loop
+from parley.transports.services import LiveSessions
 from parley.transports.websocket import (
     ENGINES,
     LIMITS,
     LIVE,
     SETTINGS,
-    LiveSessions,
 )
 
 log = logging.getLogger("parley.server")
@@ -83,6 +84,7 @@ def create_app(
     )
     app.router.add_get("/v1/realtime", realtime_websocket)
     app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
+    add_call_routes(app)
     app.router.add_post("/v1/realtime/sessions", create_beta_session)
     app.router.add_post("/v1/realtime/transcription_sessions", create_beta_transcription_session)
     app.router.add_get("/healthz", healthz)

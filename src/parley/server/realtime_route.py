@@ -10,9 +10,12 @@ from aiohttp import web
 from parley.config import Settings
 from parley.protocol.beta import beta_requested, beta_subprotocol
 from parley.server.admin_routes import STORE
-from parley.server.auth import authenticate, error_response, offered_subprotocols
+from parley.server.auth import Caller, authenticate, error_response, offered_subprotocols
 from parley.server.metrics import METRICS
 from parley.store import ApiKey, Store
+from parley.transports.services import Services
+from parley.transports.sideband import serve_sideband
+from parley.transports.webrtc import CALLS
 from parley.transports.websocket import (
     DEFAULT_MODEL,
     ENGINES,
@@ -20,7 +23,6 @@ from parley.transports.websocket import (
     LIVE,
     MAX_FRAME_BYTES,
     SETTINGS,
-    Services,
     serve_session,
 )
 
@@ -40,10 +42,9 @@ async def realtime_websocket(request: web.Request) -> web.StreamResponse:
         request.query.get("intent") == "transcription" or (initial or {}).get("type") == "transcription"
     )
     if "call_id" in request.query:
-        message = f"No call with id '{request.query['call_id']}' is in progress."
-        return error_response(message, code="call_not_found", status=404)
+        return await _sideband(request, caller, offered)
     key = caller.key
-    max_minutes = await _minutes_allowed(settings, store, key)
+    max_minutes = await minutes_allowed(settings, store, key)
     if max_minutes <= 0:
         message = "This API key has used its session minutes for today (UTC); try again tomorrow."
         return error_response(message, code="quota_exceeded", status=429, type_="rate_limit_error")
@@ -84,7 +85,7 @@ async def realtime_websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _minutes_allowed(settings: Settings, store: Store | None, key: ApiKey | None) -> float:
+async def minutes_allowed(settings: Settings, store: Store | None, key: ApiKey | None) -> float:
     """How long a new session may last: the server's maximum, the key's, and what is left of the
     key's minutes for today."""
     allowed = settings.session_max_minutes
@@ -97,3 +98,22 @@ async def _minutes_allowed(settings: Settings, store: Store | None, key: ApiKey 
         used = await store.run(store.keys.minutes_used_today, key.id)
         allowed = min(allowed, per_day - used)
     return allowed
+
+
+async def _sideband(request: web.Request, caller: Caller, offered: list[str]) -> web.StreamResponse:
+    """Attach a backend's socket to a live WebRTC call (it needs a real key, not a client secret)."""
+    call_id = request.query["call_id"]
+    calls = request.app.get(CALLS)
+    call = calls.get(call_id, caller.key.id if caller.key else None) if calls is not None else None
+    if caller.secret is not None:
+        message = "A client secret cannot attach to a call; use an API key."
+        return error_response(message, code="invalid_api_key", status=401)
+    if call is None:
+        message = f"No call with id '{call_id}' is in progress in this process."
+        return error_response(message, code="call_not_found", status=404)
+    ws = web.WebSocketResponse(
+        protocols=("realtime",) if "realtime" in offered else (), max_msg_size=MAX_FRAME_BYTES, compress=False
+    )
+    await ws.prepare(request)
+    await serve_sideband(ws, call)
+    return ws

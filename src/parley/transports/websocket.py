@@ -8,7 +8,6 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -21,8 +20,7 @@ from parley.protocol.beta import BetaDialect
 from parley.protocol.errors import ProtocolError
 from parley.realtime.session import RealtimeSession, SessionType
 from parley.server.limits import ConnectionLimits
-from parley.server.metrics import Metrics
-from parley.store import ApiKey, Redactor, SessionRecorder, Store
+from parley.transports.services import LiveSession, LiveSessions, Services, SessionWatch
 
 log = logging.getLogger("parley.websocket")
 
@@ -40,53 +38,7 @@ ENGINES = web.AppKey("engines", Engines)
 LIMITS = web.AppKey("limits", ConnectionLimits)
 
 
-@dataclass
-class LiveSession:
-    """An open session and its socket, so a shutting-down server can end it."""
-
-    session: RealtimeSession
-    ws: web.WebSocketResponse
-
-
-class LiveSessions:
-    """The sessions open in this process."""
-
-    def __init__(self) -> None:
-        self.open: dict[str, LiveSession] = {}
-        self._empty = asyncio.Event()
-        self._empty.set()
-
-    def add(self, entry: LiveSession) -> None:
-        self.open[entry.session.id] = entry
-        self._empty.clear()
-
-    def remove(self, session_id: str) -> None:
-        self.open.pop(session_id, None)
-        if not self.open:
-            self._empty.set()
-
-    async def wait_empty(self, timeout_s: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._empty.wait(), timeout_s)
-
-
 LIVE = web.AppKey("live", LiveSessions)
-
-
-@dataclass
-class Services:
-    """What one connection's session is watched and bounded by."""
-
-    metrics: Metrics | None = None
-    live: LiveSessions | None = None
-    store: Store | None = None
-    """Where the session is recorded (the audit trail)."""
-    key: ApiKey | None = None
-    max_minutes: float | None = None
-    initial_session: dict[str, Any] | None = None
-    """The session configuration a client secret carries; the session starts with it."""
-    abort: Callable[[], None] | None = None
-    """Drops the connection (a client that stopped reading)."""
 
 
 async def serve_session(
@@ -161,12 +113,7 @@ async def serve_session(
     )
     dialect = BetaDialect(session) if beta else None
     handle_text = dialect.handle_text if dialect is not None else session.handle_text
-    observer = services.metrics.observer("websocket") if services.metrics is not None else None
-    if observer is not None:
-        session.observers.append(observer)
-    recorder = _recorder(services, settings, session.id, model)
-    if recorder is not None:
-        session.observers.append(recorder)
+    watch = SessionWatch(session, services, settings, transport="websocket", model=model)
     live = services.live
     writer: asyncio.Task[None] | None = None
 
@@ -182,7 +129,7 @@ async def serve_session(
     dialect_note = ", beta dialect" if beta else ""
     log.info("session %s opened (model %s%s, pid %d)", session.id, model, dialect_note, os.getpid())
     if live is not None:
-        live.add(LiveSession(session, ws))
+        live.add(LiveSession(session, lambda: _going_away(ws)))
     with bind_session(session.id):
         writer = asyncio.create_task(write(), name="websocket writer")
         try:
@@ -190,29 +137,17 @@ async def serve_session(
         finally:
             if live is not None:
                 live.remove(session.id)
-            if observer is not None:
-                observer.close()
-            if recorder is not None:  # after session.close(): its last events are recorded too
-                await recorder.close("client_disconnected")
+            await watch.close("client_disconnected")
 
 
-def _recorder(services: Services, settings: Settings, session_id: str, model: str) -> SessionRecorder | None:
-    store = services.store
-    if store is None:
-        return None
-    return store.recorder(
-        session_id=session_id,
-        key_id=services.key.id if services.key is not None else None,
-        transport="websocket",
-        model=model,
-        redactor=Redactor(settings.redact_patterns) if settings.redact else None,
-        record_audio=settings.record_audio,
-    )
+async def _going_away(ws: web.WebSocketResponse) -> None:
+    await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
 
 async def end_sessions(app: web.Application) -> None:
     """On shutdown (new connections are already refused): let open sessions go on for the grace
-    period, then end each with a ``server_shutting_down`` error and close its socket (1001)."""
+    period, then end each with a ``server_shutting_down`` error and close its connection (a
+    WebSocket with 1001)."""
     live = app[LIVE]
     grace = app[SETTINGS].shutdown_grace_s
     if live.open:
@@ -227,7 +162,7 @@ async def end_sessions(app: web.Application) -> None:
         with contextlib.suppress(Exception):
             await entry.session.emit(ev.error(error))
             await asyncio.sleep(0.05)  # let the writer send it
-            await entry.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+            await entry.close()
 
 
 async def _run(

@@ -1,0 +1,91 @@
+"""What every transport's sessions share: the services that watch and bound them (metrics, the audit
+trail, key limits), and the registry of open sessions a shutting-down server ends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from parley.config import Settings
+from parley.realtime.session import RealtimeSession
+from parley.server.metrics import Metrics, SessionMetrics
+from parley.store import ApiKey, Redactor, SessionRecorder, Store
+
+
+@dataclass
+class LiveSession:
+    """An open session and how to close its connection, so a shutting-down server can end it."""
+
+    session: RealtimeSession
+    close: Callable[[], Awaitable[None]]
+
+
+class LiveSessions:
+    """The sessions open in this process (every transport)."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, LiveSession] = {}
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    def add(self, entry: LiveSession) -> None:
+        self.open[entry.session.id] = entry
+        self._empty.clear()
+
+    def remove(self, session_id: str) -> None:
+        self.open.pop(session_id, None)
+        if not self.open:
+            self._empty.set()
+
+    async def wait_empty(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._empty.wait(), timeout_s)
+
+
+@dataclass
+class Services:
+    """What one connection's session is watched and bounded by."""
+
+    metrics: Metrics | None = None
+    live: LiveSessions | None = None
+    store: Store | None = None
+    """Where the session is recorded (the audit trail)."""
+    key: ApiKey | None = None
+    max_minutes: float | None = None
+    initial_session: dict[str, Any] | None = None
+    """The session configuration a client secret carries; the session starts with it."""
+    abort: Callable[[], None] | None = None
+    """Drops the connection (a client that stopped reading)."""
+
+
+class SessionWatch:
+    """The metrics observer and the audit-trail recorder of one session, attached and detached."""
+
+    def __init__(
+        self, session: RealtimeSession, services: Services, settings: Settings, *, transport: str, model: str
+    ) -> None:
+        self.metrics: SessionMetrics | None = None
+        self.recorder: SessionRecorder | None = None
+        if services.metrics is not None:
+            self.metrics = services.metrics.observer(transport)
+            session.observers.append(self.metrics)
+        if services.store is not None:
+            self.recorder = services.store.recorder(
+                session_id=session.id,
+                key_id=services.key.id if services.key is not None else None,
+                transport=transport,
+                model=model,
+                redactor=Redactor(settings.redact_patterns) if settings.redact else None,
+                record_audio=settings.record_audio,
+            )
+            session.observers.append(self.recorder)
+
+    async def close(self, reason: str) -> None:
+        """After ``session.close()``, so its last events are recorded too."""
+        if self.metrics is not None:
+            self.metrics.close()
+        if self.recorder is not None:
+            await self.recorder.close(reason)
