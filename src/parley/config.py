@@ -114,6 +114,12 @@ class Settings(BaseSettings):
         gt=0,
         description="A WebRTC call that is not connected, or brings no audio, for this long is ended.",
     )
+    playground: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="The browser playground at / and its secret-minting route POST "
+        "/playground/client_secret: auto serves them only in dev mode (no API keys anywhere); on "
+        "always (anyone who can reach the server can then mint client secrets); off never.",
+    )
 
     data_dir: Path | None = Field(
         None, description="Where Parley keeps its data (the SQLite database). Default: ~/.local/share/parley."

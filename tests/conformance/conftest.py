@@ -125,7 +125,11 @@ def scripted(llm_thread: LLMThread) -> ScriptedLLM:
 @pytest.fixture(scope="session")
 def server(llm_thread: LLMThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("parley")
-    env = {"PARLEY_LLM_BASE_URL": llm_thread.llm.base_url, "PARLEY_LLM_MODEL": "scripted-model"}
+    env = {
+        "PARLEY_LLM_BASE_URL": llm_thread.llm.base_url,
+        "PARLEY_LLM_MODEL": "scripted-model",
+        "PARLEY_WEBRTC_HOST_ADDRESSES": "127.0.0.1",  # WebRTC tests call over loopback
+    }
     srv = start_server(tmp, env)
     yield srv
     stop_server(srv)

@@ -237,6 +237,10 @@ async def test_two_workers_share_one_port_and_their_secrets(
     }
     server = start_server(tmp, env, name="workers", port=port)
     try:
+        for _ in range(600):  # /readyz answers once one worker is up: wait for both
+            if server.log().count(" listening on ") >= 2:
+                break
+            await asyncio.sleep(0.2)
         request = urllib.request.Request(
             f"{server.http_url}/v1/realtime/client_secrets",
             data=json.dumps({"session": {"type": "realtime", "instructions": "From the secret."}}).encode(),

@@ -19,6 +19,7 @@ from parley.server.calls import add_call_routes
 from parley.server.client_secrets import create_client_secret
 from parley.server.limits import ConnectionLimits
 from parley.server.metrics import setup_metrics
+from parley.server.playground import add_playground_routes
 from parley.server.realtime_route import realtime_websocket
 from parley.store import Redactor, display_url, open_store, retention_loop
 from parley.transports.services import LiveSessions
@@ -85,6 +86,7 @@ def create_app(
     app.router.add_get("/v1/realtime", realtime_websocket)
     app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
     add_call_routes(app)
+    add_playground_routes(app)
     app.router.add_post("/v1/realtime/sessions", create_beta_session)
     app.router.add_post("/v1/realtime/transcription_sessions", create_beta_transcription_session)
     app.router.add_get("/healthz", healthz)

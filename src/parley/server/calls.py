@@ -70,8 +70,7 @@ async def _create(request: web.Request, *, beta: bool) -> web.Response:
     except _Refused as refused:
         return refused.response
     except ProtocolError as exc:
-        param = f"session.{exc.param}" if exc.param else "session"
-        return error_response(exc.message, code=exc.code, param=param)
+        return error_response(exc.message, code=exc.code, param=exc.param or "session")
     return await _answer(request, caller, offer, session, beta=beta)
 
 

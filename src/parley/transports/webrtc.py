@@ -227,6 +227,8 @@ class RealtimeCall:
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
         log.info("call %s: connection %s", self.id, state)
+        if state == "connected" and self._last_media is None:
+            self._last_media = time.monotonic()  # the media timeout counts from here
         if state in ("failed", "closed"):
             self._spawn(self.end(f"connection_{state}"), "webrtc end")
 
