@@ -20,6 +20,7 @@ BENCHMARKS = (
     "tool_calls.py",
     "mcp_call.py",
     "load.py",
+    "webrtc.py",
 )
 
 

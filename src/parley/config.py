@@ -158,7 +158,18 @@ class Settings(BaseSettings):
     @field_validator("webrtc_ice_servers", mode="before")
     @classmethod
     def _ice_servers(cls, value: Any) -> Any:
-        return json.loads(value) if isinstance(value, str) else value
+        servers = json.loads(value) if isinstance(value, str) else value
+        for server in servers if isinstance(servers, list) else []:
+            if not isinstance(server, dict) or "urls" not in server:
+                raise ValueError(
+                    f'each ICE server needs "urls", like {{"urls": "stun:host:3478"}}: {server!r}'
+                )
+            unknown = set(server) - {"urls", "username", "credential"}
+            if unknown:
+                raise ValueError(
+                    f"unknown ICE server fields {sorted(unknown)}: use urls, username, credential"
+                )
+        return servers
 
     @field_validator("redact_patterns", mode="before")
     @classmethod
