@@ -121,6 +121,17 @@ class Settings(BaseSettings):
         "always (anyone who can reach the server can then mint client secrets); off never.",
     )
 
+    phone_session: dict[str, Any] | None = Field(
+        None,
+        description="The agent phone calls talk to: a GA session object as JSON (instructions, "
+        "audio.output.voice, tools including MCP, audio.input.turn_detection...). Default: the server's.",
+    )
+    phone_greeting: str = Field(
+        "",
+        description="What the agent says first on every phone call (e.g. the recording and AI "
+        "disclosure), word for word. Empty: it waits for the caller.",
+    )
+
     data_dir: Path | None = Field(
         None, description="Where Parley keeps its data (the SQLite database). Default: ~/.local/share/parley."
     )
@@ -154,6 +165,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    @field_validator("phone_session", mode="before")
+    @classmethod
+    def _phone_session(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) and value.strip() else value or None
 
     @field_validator("webrtc_ice_servers", mode="before")
     @classmethod

@@ -67,6 +67,11 @@ def input_audio_buffer_timeout_triggered(audio_start_ms: int, audio_end_ms: int,
     )
 
 
+def input_audio_buffer_dtmf_event_received(digit: str, received_at: int) -> Event:
+    """A telephone keypad press on a phone call (SIP, carrier media streams)."""
+    return _event("input_audio_buffer.dtmf_event_received", event=digit, received_at=received_at)
+
+
 def output_audio_buffer(kind: str, response_id: str) -> Event:
     """``output_audio_buffer.started|stopped|cleared`` (WebRTC/SIP only)."""
     return _event(f"output_audio_buffer.{kind}", response_id=response_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from base64 import b64encode
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal
@@ -29,6 +30,8 @@ from pydantic import BaseModel
 
 from parley import ids
 from parley.config import Settings
+from parley.engines.base import LanguageModel
+from parley.engines.llm.fixed import FixedReply
 from parley.engines.registry import Engines
 from parley.protocol import server_events as ev
 from parley.protocol.client_events import (
@@ -328,7 +331,18 @@ class RealtimeSession:
 
     # -- responses --------------------------------------------------------------------------------
 
-    async def create_response(self, event: ParsedResponseCreate | None = None) -> Response:
+    async def say(self, text: str) -> Response:
+        """Speak ``text`` as the assistant's next response (a phone call's greeting), word for word,
+        without asking the language model; it stays in the conversation like any reply."""
+        return await self.create_response(llm=FixedReply(text))
+
+    async def dtmf(self, digit: str) -> None:
+        """A keypad press on a phone call: ``input_audio_buffer.dtmf_event_received``."""
+        await self.emit(ev.input_audio_buffer_dtmf_event_received(digit, int(time.time())))
+
+    async def create_response(
+        self, event: ParsedResponseCreate | None = None, *, llm: LanguageModel | None = None
+    ) -> Response:
         if self._closed:
             raise ProtocolError("session_closed", "The session is closed.")
         params = resolve_params(self.config, event, self.conversation, self.audio.format)
@@ -349,7 +363,7 @@ class RealtimeSession:
             )
         response = Response(
             params,
-            llm=self.engines.llm,
+            llm=llm or self.engines.llm,
             tts=self.engines.tts,
             conversation=self.conversation,
             context=self._context,
