@@ -23,8 +23,8 @@ from parley.server.client_secrets import effective_session
 from parley.server.limits import ConnectionLimits
 from parley.server.metrics import METRICS
 from parley.server.realtime_route import minutes_allowed
-from parley.transports.services import Services
-from parley.transports.webrtc import CALLS, Calls, RealtimeCall
+from parley.transports.services import CALLS, Calls, Services
+from parley.transports.webrtc import RealtimeCall
 from parley.transports.websocket import DEFAULT_MODEL, ENGINES, LIMITS, LIVE, SETTINGS
 
 log = logging.getLogger("parley.webrtc")

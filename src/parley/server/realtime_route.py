@@ -13,9 +13,8 @@ from parley.server.admin_routes import STORE
 from parley.server.auth import Caller, authenticate, error_response, offered_subprotocols
 from parley.server.metrics import METRICS
 from parley.store import ApiKey, Store
-from parley.transports.services import Services
+from parley.transports.services import CALLS, Services
 from parley.transports.sideband import serve_sideband
-from parley.transports.webrtc import CALLS
 from parley.transports.websocket import (
     DEFAULT_MODEL,
     ENGINES,

@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from aiohttp import web
 
 from parley.config import Settings
 from parley.realtime.session import RealtimeSession
@@ -89,3 +91,65 @@ class SessionWatch:
             self.metrics.close()
         if self.recorder is not None:
             await self.recorder.close(reason)
+
+
+class LiveCall(Protocol):
+    """A call in progress on any transport (WebRTC, SIP, a carrier's media stream): what call
+    control (hangup, accept...) and sideband sockets need of it."""
+
+    id: str
+    key_id: str | None
+    """The API key that opened it (None: an operator key or dev mode); only that key controls it."""
+    session: RealtimeSession
+    sinks: list[Callable[[str], None]]
+    """Sideband sockets: each gets every server event of the call, GA dialect, as JSON text."""
+
+    async def run(self, session_update: dict[str, Any] | None = None) -> None: ...
+
+    async def end(self, reason: str) -> None: ...
+
+    async def wait_ended(self) -> None: ...
+
+
+class Calls:
+    """The calls live in this process (every transport), by call id."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, LiveCall] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def start(
+        self,
+        call: LiveCall,
+        session_update: dict[str, Any] | None,
+        *,
+        release: Callable[[], None] | None = None,
+    ) -> None:
+        """Run ``call`` in the background; ``release`` is called once it has ended."""
+        self.live[call.id] = call
+        task = asyncio.get_running_loop().create_task(call.run(session_update), name=f"call {call.id}")
+        self.tasks.add(task)
+
+        def done(_: asyncio.Task[None]) -> None:
+            self.tasks.discard(task)
+            self.live.pop(call.id, None)
+            if release is not None:
+                release()
+
+        task.add_done_callback(done)
+
+    def get(self, call_id: str, key_id: str | None) -> LiveCall | None:
+        """The call, if it is live and ``key_id`` may control it (the key that opened it)."""
+        call = self.live.get(call_id)
+        if call is None or (call.key_id is not None and key_id is not None and call.key_id != key_id):
+            return None
+        return call
+
+    async def close(self) -> None:
+        for call in list(self.live.values()):
+            await call.end("server_shutting_down")
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+CALLS = web.AppKey("calls", Calls)

@@ -1,4 +1,5 @@
-"""Sideband control: ``GET /v1/realtime?call_id=<id>`` attaches a backend's WebSocket to a live call.
+"""Sideband control: ``GET /v1/realtime?call_id=<id>`` attaches a backend's WebSocket to a live call
+(WebRTC, SIP, a carrier's media stream).
 
 The backend (holding a real key, unlike the browser) sees every event of the call's session in the
 GA dialect, and its events (``session.update`` with tools, ``response.create``, function call
@@ -16,7 +17,7 @@ from aiohttp import WSMsgType, web
 
 from parley.protocol import server_events as ev
 from parley.protocol.errors import ProtocolError
-from parley.transports.webrtc import RealtimeCall
+from parley.transports.services import LiveCall
 
 log = logging.getLogger("parley.sideband")
 
@@ -24,7 +25,7 @@ OUTBOUND_QUEUE = 1024
 """Events waiting for the backend; a backend that falls this far behind is disconnected."""
 
 
-async def serve_sideband(ws: web.WebSocketResponse, call: RealtimeCall) -> None:
+async def serve_sideband(ws: web.WebSocketResponse, call: LiveCall) -> None:
     outbound: asyncio.Queue[str | None] = asyncio.Queue(OUTBOUND_QUEUE)
 
     def sink(text: str) -> None:

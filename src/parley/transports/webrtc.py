@@ -25,7 +25,6 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from aiohttp import web
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -308,47 +307,3 @@ class RealtimeCall:
 
 def _encode(event: ev.Event) -> str:
     return json.dumps(event, separators=(",", ":"))
-
-
-class Calls:
-    """The WebRTC calls live in this process, by call id."""
-
-    def __init__(self) -> None:
-        self.live: dict[str, RealtimeCall] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def start(
-        self,
-        call: RealtimeCall,
-        session_update: dict[str, Any] | None,
-        *,
-        release: Callable[[], None] | None = None,
-    ) -> None:
-        """Run ``call`` in the background; ``release`` is called once it has ended."""
-        self.live[call.id] = call
-        task = asyncio.get_running_loop().create_task(call.run(session_update), name=f"call {call.id}")
-        self.tasks.add(task)
-
-        def done(_: asyncio.Task[None]) -> None:
-            self.tasks.discard(task)
-            self.live.pop(call.id, None)
-            if release is not None:
-                release()
-
-        task.add_done_callback(done)
-
-    def get(self, call_id: str, key_id: str | None) -> RealtimeCall | None:
-        """The call, if it is live and ``key_id`` may control it (the key that opened it)."""
-        call = self.live.get(call_id)
-        if call is None or (call.key_id is not None and key_id is not None and call.key_id != key_id):
-            return None
-        return call
-
-    async def close(self) -> None:
-        for call in list(self.live.values()):
-            await call.end("server_shutting_down")
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
-CALLS = web.AppKey("calls", Calls)
