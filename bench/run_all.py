@@ -21,6 +21,7 @@ BENCHMARKS = (
     "mcp_call.py",
     "load.py",
     "webrtc.py",
+    "telephony.py",
 )
 
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 kind="${1:-runtime}"
 runtime_pkgs=()
-test_pkgs=(flite sox postgresql chromium)
+test_pkgs=(flite sox postgresql chromium sip-tester)
 pkgs=("${runtime_pkgs[@]}")
 [ "$kind" = test ] && pkgs+=("${test_pkgs[@]}")
 missing=()

@@ -131,6 +131,41 @@ class Settings(BaseSettings):
         description="What the agent says first on every phone call (e.g. the recording and AI "
         "disclosure), word for word. Empty: it waits for the caller.",
     )
+    twilio_auth_token: str | None = Field(
+        None,
+        description="The Twilio account's auth token: the Twilio routes (/v1/telephony/twilio...) accept "
+        "only requests it signed (X-Twilio-Signature). Unset: they are open in dev mode and refused "
+        "once API keys exist.",
+    )
+    public_url: str | None = Field(
+        None,
+        description="The server's public base URL as carriers reach it (e.g. https://voice.example.com): "
+        "the Twilio stream URL and the signed URLs are built on it. Default: from each request "
+        "(X-Forwarded-Proto and X-Forwarded-Host, else its Host).",
+    )
+
+    sip_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="UDP port of the SIP user agent server for phone calls. Unset: no SIP.",
+    )
+    sip_webhook_url: str | None = Field(
+        None,
+        description="Where an incoming SIP call posts the realtime.call.incoming webhook; the call rings "
+        "until POST /v1/realtime/calls/{id}/accept or /reject. Unset: calls are answered at once.",
+    )
+    sip_webhook_secret: str | None = Field(
+        None, description="Standard Webhooks signing secret (whsec_...) for that webhook. Unset: unsigned."
+    )
+    sip_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated networks (CIDR) SIP calls may come from, e.g. your trunk's. Empty: "
+        "any in dev mode, none once API keys exist.",
+    )
+    sip_media_timeout_s: float = Field(
+        30.0, gt=0, description="A SIP call that brings no RTP for this long is hung up."
+    )
 
     data_dir: Path | None = Field(
         None, description="Where Parley keeps its data (the SQLite database). Default: ~/.local/share/parley."
@@ -159,7 +194,9 @@ class Settings(BaseSettings):
         200_000, ge=1, description="Tokens a session may use per minute; past it responses are refused."
     )
 
-    @field_validator("api_keys", "mcp_allowed_urls", "webrtc_host_addresses", mode="before")
+    @field_validator(
+        "api_keys", "mcp_allowed_urls", "webrtc_host_addresses", "sip_allowed_networks", mode="before"
+    )
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -15,12 +15,14 @@ from parley.engines.registry import Engines, load_engines
 from parley.server.admin_routes import PARLEY_KEY, STORE, add_admin_routes
 from parley.server.auth import authenticate
 from parley.server.beta_sessions import create_beta_session, create_beta_transcription_session
+from parley.server.call_control import add_call_control
 from parley.server.calls import add_call_routes
 from parley.server.client_secrets import create_client_secret
 from parley.server.limits import ConnectionLimits
 from parley.server.metrics import setup_metrics
 from parley.server.playground import add_playground_routes
 from parley.server.realtime_route import realtime_websocket
+from parley.server.telephony import add_telephony_routes
 from parley.store import Redactor, display_url, open_store, retention_loop
 from parley.transports.services import LiveSessions
 from parley.transports.websocket import (
@@ -86,6 +88,8 @@ def create_app(
     app.router.add_get("/v1/realtime", realtime_websocket)
     app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
     add_call_routes(app)
+    add_telephony_routes(app)
+    add_call_control(app)
     add_playground_routes(app)
     app.router.add_post("/v1/realtime/sessions", create_beta_session)
     app.router.add_post("/v1/realtime/transcription_sessions", create_beta_transcription_session)

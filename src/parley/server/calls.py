@@ -112,7 +112,7 @@ async def _answer(
         answer = await call.answer(offer)
     except Exception as exc:  # aiortc raises ValueError and others on offers it cannot answer
         limits.close(ip, key_id)
-        await call.pc.close()
+        await call.abandon()
         log.info("refused an SDP offer: %s", exc)
         return error_response(f"The SDP offer could not be answered: {exc}", code="invalid_sdp", param="sdp")
     request.app[CALLS].start(

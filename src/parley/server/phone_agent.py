@@ -13,10 +13,12 @@ from parley.server.client_secrets import effective_session
 PhoneFormat = Literal["audio/pcmu", "audio/pcma"]
 
 
-def phone_session(settings: Settings, audio_format: PhoneFormat = "audio/pcmu") -> dict[str, Any]:
-    """The session a phone call starts with: the configured agent, in the line's own G.711 format
-    both ways (no transcoding on the phone leg)."""
-    session: dict[str, Any] = {"type": "realtime", **(settings.phone_session or {})}
+def phone_session(
+    settings: Settings, audio_format: PhoneFormat = "audio/pcmu", session: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The session a phone call starts with: ``session`` (one given when the call was accepted) or
+    the configured agent, in the line's own G.711 format both ways (no transcoding on the phone leg)."""
+    session = {"type": "realtime", **(session if session is not None else settings.phone_session or {})}
     audio = dict(session.get("audio") or {})
     audio["input"] = {**(audio.get("input") or {}), "format": {"type": audio_format}}
     audio["output"] = {**(audio.get("output") or {}), "format": {"type": audio_format}}

@@ -73,6 +73,8 @@ def _worker(fields: dict[str, Any], index: int) -> None:
     from parley.cli import serve_async
     from parley.logging_context import configure_logging
 
+    if index > 0:
+        fields = {**fields, "sip_port": None}  # one process owns the SIP port (and so its calls)
     settings = Settings(**fields)
     configure_logging(settings.log_level, settings.log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it forwards SIGTERM

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -15,6 +16,8 @@ from parley.config import Settings
 from parley.realtime.session import RealtimeSession
 from parley.server.metrics import Metrics, SessionMetrics
 from parley.store import ApiKey, Redactor, SessionRecorder, Store
+
+log = logging.getLogger("parley.calls")
 
 
 @dataclass
@@ -131,6 +134,8 @@ class Calls:
         self.tasks.add(task)
 
         def done(_: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("call %s failed", call.id, exc_info=task.exception())
             self.tasks.discard(task)
             self.live.pop(call.id, None)
             if release is not None:

@@ -179,6 +179,14 @@ class RealtimeCall:
                 if live is not None:
                     live.remove(self.session.id)
 
+    async def abandon(self) -> None:
+        """Free a call whose offer could not be answered (it never ran)."""
+        self.end_reason = "invalid_offer"
+        await self.session.close()
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+        await self._watch.close(self.end_reason)
+
     async def end(self, reason: str) -> None:
         """End the call (idempotent); ``run`` then frees it."""
         if not self._ended.is_set():
@@ -290,15 +298,14 @@ class RealtimeCall:
     # -- events out -------------------------------------------------------------------------------
 
     async def _emit(self, event: ev.Event) -> None:
-        text = _encode(event)
-        if self.sinks:
-            for sink in list(self.sinks):
-                sink(text)
+        text = _encode(event) if self.sinks or self.dialect is None else ""
+        for sink in list(self.sinks):
+            sink(text)
         channel = self._channel
         if channel is not None and channel.readyState != "open":
             return
         for out in self.dialect.server_event(event) if self.dialect is not None else (event,):
-            encoded = text if out is event else _encode(out)
+            encoded = text if out is event and text else _encode(out)
             if channel is None:
                 self._pending.append(encoded)
             else:
