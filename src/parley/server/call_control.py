@@ -75,6 +75,18 @@ async def _sip_call(request: web.Request) -> SipCall | web.Response:
     return call
 
 
+async def _control(request: web.Request) -> tuple[SipCall, dict[str, Any]] | web.Response:
+    """The SIP call a control request names (the caller's key must control it) and its JSON body,
+    or the error to send."""
+    call = await _sip_call(request)
+    if isinstance(call, web.Response):
+        return call
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    return call, body
+
+
 async def _body(request: web.Request) -> dict[str, Any] | web.Response:
     if not request.can_read_body:
         return {}
@@ -88,12 +100,10 @@ async def _body(request: web.Request) -> dict[str, Any] | web.Response:
 
 
 async def accept_call(request: web.Request) -> web.Response:
-    call = await _sip_call(request)
-    if isinstance(call, web.Response):
-        return call
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
+    control = await _control(request)
+    if isinstance(control, web.Response):
+        return control
+    call, body = control
     if body.get("type") != "realtime":
         return error_response("The session must have type 'realtime'.", param="type")
     try:
@@ -108,12 +118,10 @@ async def accept_call(request: web.Request) -> web.Response:
 
 
 async def reject_call(request: web.Request) -> web.Response:
-    call = await _sip_call(request)
-    if isinstance(call, web.Response):
-        return call
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
+    control = await _control(request)
+    if isinstance(control, web.Response):
+        return control
+    call, body = control
     status = body.get("status_code", 603)
     if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 699:
         return error_response(
@@ -127,12 +135,10 @@ async def reject_call(request: web.Request) -> web.Response:
 
 
 async def refer_call(request: web.Request) -> web.Response:
-    call = await _sip_call(request)
-    if isinstance(call, web.Response):
-        return call
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
+    control = await _control(request)
+    if isinstance(control, web.Response):
+        return control
+    call, body = control
     target = body.get("target_uri")
     if not isinstance(target, str) or not target.startswith(("tel:", "sip:", "sips:")):
         return error_response("'target_uri' must be a tel: or sip: URI.", param="target_uri")

@@ -20,12 +20,11 @@ from parley.protocol.errors import ProtocolError
 from parley.server.admin_routes import STORE
 from parley.server.auth import Caller, authenticate, error_response
 from parley.server.client_secrets import effective_session
-from parley.server.limits import ConnectionLimits
 from parley.server.metrics import METRICS
-from parley.server.realtime_route import minutes_allowed
+from parley.server.realtime_route import admit
 from parley.transports.services import CALLS, Calls, Services
 from parley.transports.webrtc import RealtimeCall
-from parley.transports.websocket import DEFAULT_MODEL, ENGINES, LIMITS, LIVE, SETTINGS
+from parley.transports.websocket import DEFAULT_MODEL, ENGINES, LIVE, SETTINGS
 
 log = logging.getLogger("parley.webrtc")
 
@@ -78,17 +77,9 @@ async def _answer(
     request: web.Request, caller: Caller, offer: str, session: dict[str, Any] | None, *, beta: bool
 ) -> web.Response:
     settings, store = request.app[SETTINGS], request.app.get(STORE)
-    key = caller.key
-    max_minutes = await minutes_allowed(settings, store, key)
-    if max_minutes <= 0:
-        message = "This API key has used its session minutes for today (UTC); try again tomorrow."
-        return error_response(message, code="quota_exceeded", status=429, type_="rate_limit_error")
-    limits = request.app[LIMITS]
-    ip = request.remote or "unknown"
-    key_id = key.id if key is not None else None
-    refusal = limits.open(ip, key_id, key.limits.max_concurrent_sessions if key is not None else None)
-    if refusal is not None:
-        return error_response(refusal.message, code=refusal.code, status=429, type_="rate_limit_error")
+    admitted = await admit(request, caller)
+    if isinstance(admitted, web.Response):
+        return admitted
     initial = caller.secret.session_config if caller.secret is not None else None
     transcription = (initial or {}).get("type") == "transcription" or request.query.get(
         "intent"
@@ -101,8 +92,8 @@ async def _answer(
             metrics=request.app.get(METRICS),
             live=request.app.get(LIVE),
             store=store,
-            key=key,
-            max_minutes=max_minutes,
+            key=caller.key,
+            max_minutes=admitted.max_minutes,
             initial_session=initial,
         ),
         session_type="transcription" if transcription else "realtime",
@@ -111,23 +102,17 @@ async def _answer(
     try:
         answer = await call.answer(offer)
     except Exception as exc:  # aiortc raises ValueError and others on offers it cannot answer
-        limits.close(ip, key_id)
+        admitted.release()
         await call.abandon()
         log.info("refused an SDP offer: %s", exc)
         return error_response(f"The SDP offer could not be answered: {exc}", code="invalid_sdp", param="sdp")
-    request.app[CALLS].start(
-        call, _update_for(session, initial), release=lambda: _release(limits, ip, key_id)
-    )
+    request.app[CALLS].start(call, _update_for(session, initial), release=admitted.release)
     return web.Response(
         status=201,
         body=answer.encode(),
         content_type="application/sdp",
         headers={"Location": f"/v1/realtime/calls/{call.id}"},
     )
-
-
-def _release(limits: ConnectionLimits, ip: str, key_id: str | None) -> None:
-    limits.close(ip, key_id)
 
 
 def _update_for(session: dict[str, Any] | None, initial: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ session runs on the WebSocket."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -11,6 +12,7 @@ from parley.config import Settings
 from parley.protocol.beta import beta_requested, beta_subprotocol
 from parley.server.admin_routes import STORE
 from parley.server.auth import Caller, authenticate, error_response, offered_subprotocols
+from parley.server.limits import ConnectionLimits
 from parley.server.metrics import METRICS
 from parley.store import ApiKey, Store
 from parley.transports.services import CALLS, Services
@@ -42,18 +44,9 @@ async def realtime_websocket(request: web.Request) -> web.StreamResponse:
     )
     if "call_id" in request.query:
         return await _sideband(request, caller, offered)
-    key = caller.key
-    max_minutes = await minutes_allowed(settings, store, key)
-    if max_minutes <= 0:
-        message = "This API key has used its session minutes for today (UTC); try again tomorrow."
-        return error_response(message, code="quota_exceeded", status=429, type_="rate_limit_error")
-    limits = request.app[LIMITS]
-    ip = request.remote or "unknown"
-    key_id = key.id if key is not None else None
-    refusal = limits.open(ip, key_id, key.limits.max_concurrent_sessions if key is not None else None)
-    if refusal is not None:
-        log.warning("refused a connection from %s: %s", ip, refusal.message)
-        return error_response(refusal.message, code=refusal.code, status=429, type_="rate_limit_error")
+    admitted = await admit(request, caller)
+    if isinstance(admitted, web.Response):
+        return admitted
     try:
         ws = web.WebSocketResponse(
             protocols=beta_subprotocol(offered) if beta else (("realtime",) if "realtime" in offered else ()),
@@ -65,8 +58,8 @@ async def realtime_websocket(request: web.Request) -> web.StreamResponse:
             metrics=request.app.get(METRICS),
             live=request.app.get(LIVE),
             store=store,
-            key=key,
-            max_minutes=max_minutes,
+            key=caller.key,
+            max_minutes=admitted.max_minutes,
             initial_session=initial,
             abort=request.transport.abort if request.transport is not None else None,
         )
@@ -80,8 +73,41 @@ async def realtime_websocket(request: web.Request) -> web.StreamResponse:
             services=services,
         )
     finally:
-        limits.close(ip, key_id)
+        admitted.release()
     return ws
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A new session let in: how long it may last, and its place under the connection limits."""
+
+    max_minutes: float
+    limits: ConnectionLimits
+    ip: str
+    key_id: str | None
+
+    def release(self) -> None:
+        """The session ended: its place under the limits is free again."""
+        self.limits.close(self.ip, self.key_id)
+
+
+async def admit(request: web.Request, caller: Caller) -> Admission | web.Response:
+    """Let a new session in (a WebSocket or a WebRTC call) under the key's daily minutes and the
+    connection limits, or the 429 to send."""
+    store = request.app.get(STORE)
+    key = caller.key
+    max_minutes = await minutes_allowed(request.app[SETTINGS], store, key)
+    if max_minutes <= 0:
+        message = "This API key has used its session minutes for today (UTC); try again tomorrow."
+        return error_response(message, code="quota_exceeded", status=429, type_="rate_limit_error")
+    limits = request.app[LIMITS]
+    ip = request.remote or "unknown"
+    key_id = key.id if key is not None else None
+    refusal = limits.open(ip, key_id, key.limits.max_concurrent_sessions if key is not None else None)
+    if refusal is not None:
+        log.warning("refused a connection from %s: %s", ip, refusal.message)
+        return error_response(refusal.message, code=refusal.code, status=429, type_="rate_limit_error")
+    return Admission(max_minutes, limits, ip, key_id)
 
 
 async def minutes_allowed(settings: Settings, store: Store | None, key: ApiKey | None) -> float:
