@@ -20,13 +20,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from parley.engine_settings import EngineSettings
+
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful, friendly voice assistant. Speak naturally and keep replies short: one or two "
     "sentences unless asked for more."
 )
 
 
-class Settings(BaseSettings):
+class Settings(EngineSettings):
     model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore", validate_default=True)
 
     host: str = Field("127.0.0.1", description="Address to listen on.")
@@ -51,22 +53,6 @@ class Settings(BaseSettings):
         ge=0,
         description="Speech (with a word that is not a backchannel) that interrupts the assistant, in ms.",
     )
-
-    llm: str = Field("auto", description="LLM engine: auto, openai, echo.")
-    llm_base_url: str | None = Field(
-        None, description="Base URL of an OpenAI-compatible chat-completions server (e.g. .../v1)."
-    )
-    llm_model: str | None = Field(None, description="Model name to ask that server for.")
-    llm_api_key: str | None = Field(None, description="API key for that server.")
-    llm_timeout_s: float = Field(60.0, gt=0, description="Timeout of one LLM request in seconds.")
-    ollama_url: str = Field(
-        "http://127.0.0.1:11434", description="Where `auto` looks for a local Ollama server."
-    )
-
-    stt: str = Field("pocketsphinx", description="Speech-to-text engine: pocketsphinx.")
-    tts: str = Field("espeak", description="Text-to-speech engine: espeak.")
-    vad: str = Field("silero", description="Voice activity detector: silero.")
-    denoise: str = Field("rnnoise", description="Noise suppressor for audio.input.noise_reduction: rnnoise.")
 
     tool_argument_validation: bool = Field(
         True,

@@ -60,10 +60,21 @@ class VoiceActivityDetector(Protocol):
 
 
 @dataclass(frozen=True)
+class Word:
+    """A recognised word and where it lies in the utterance, in seconds from its first sample."""
+
+    text: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
 class Transcription:
     text: str
     audio_seconds: float
     language: str | None = None
+    words: tuple[Word, ...] = ()
+    """Word timings, from engines that give them (empty otherwise)."""
 
 
 @runtime_checkable

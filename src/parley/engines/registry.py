@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from parley.config import Settings
+from parley.engine_settings import engine_list
 from parley.engines.base import (
     LanguageModel,
     NoiseReductionType,
@@ -20,6 +21,7 @@ from parley.engines.base import (
     TextToSpeech,
     VoiceActivityDetector,
 )
+from parley.engines.failover import FailoverListener, FailoverLLM, FailoverSTT, FailoverTTS
 
 Kind = Literal["vad", "stt", "llm", "tts", "denoise"]
 
@@ -33,14 +35,20 @@ _FACTORIES: dict[Kind, dict[str, str | Callable[..., Any]]] = {
     },
     "stt": {
         "pocketsphinx": "parley.engines.stt.pocketsphinx:create",
+        "faster-whisper": "parley.engines.stt.faster_whisper:create",
+        "openai": "parley.engines.stt.openai_stt:create",
     },
     "llm": {
         "auto": "parley.engines.llm.auto:create",
         "openai": "parley.engines.llm.openai_chat:create",
         "echo": "parley.engines.llm.echo:create",
+        "llama-cpp": "parley.engines.llm.llama_cpp:create",
     },
     "tts": {
         "espeak": "parley.engines.tts.espeak:create",
+        "piper": "parley.engines.tts.piper:create",
+        "kokoro": "parley.engines.tts.kokoro:create",
+        "openai": "parley.engines.tts.openai_tts:create",
     },
     "denoise": {
         "rnnoise": "parley.engines.denoise.rnnoise:create",
@@ -105,6 +113,12 @@ class Engines:
     denoise: DenoiseFactory = field(default=_default_denoise)
     """Noise suppressors keep state, so each input stream gets its own from this factory."""
 
+    def on_failover(self, listener: FailoverListener) -> None:
+        """Call ``listener(stage, failed, taking_over)`` whenever a failover chain switches engines."""
+        for engine in (self.stt, self.llm, self.tts):
+            if isinstance(engine, FailoverSTT | FailoverLLM | FailoverTTS):
+                engine.chain.listeners.append(listener)
+
     async def warm_up(self) -> None:
         await self.stt.warm_up()
         await self.tts.warm_up()
@@ -122,11 +136,16 @@ def _silence(samples: int) -> Any:
 
 
 def load_engines(settings: Settings) -> Engines:
+    """The engines the settings name; a comma-separated list of a stage becomes a failover chain."""
     vad_factory = _factory("vad", settings.vad)
+    retry_s = settings.engine_retry_s
+    stt = [create("stt", name, settings) for name in engine_list(settings.stt)]
+    llm = [create("llm", name, settings) for name in engine_list(settings.llm)]
+    tts = [create("tts", name, settings) for name in engine_list(settings.tts)]
     return Engines(
         vad=lambda: vad_factory(settings),
-        stt=create("stt", settings.stt, settings),
-        llm=create("llm", settings.llm, settings),
-        tts=create("tts", settings.tts, settings),
+        stt=stt[0] if len(stt) == 1 else FailoverSTT(stt, retry_s),
+        llm=llm[0] if len(llm) == 1 else FailoverLLM(llm, retry_s),
+        tts=tts[0] if len(tts) == 1 else FailoverTTS(tts, retry_s),
         denoise=denoise_factory(settings),
     )

@@ -96,7 +96,7 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app[LIVE] = LiveSessions()
-    setup_metrics(app)
+    app[ENGINES].on_failover(setup_metrics(app).failover)
     if with_store:
         add_admin_routes(app)
         app.on_startup.append(_open_store)

@@ -77,6 +77,13 @@ class Metrics:
             "audio reply began: the events do not tell the two apart).",
             "engine",
         )
+        self.engine_failovers = counter(
+            "parley_engine_failovers",
+            "Requests a failover list's next engine served because the named one failed.",
+            "stage",
+            "engine",
+            "to",
+        )
         self.tool_calls = counter("parley_tool_calls", "Tool calls (function, mcp).", "kind", "outcome")
         self.stage_latency = histogram(
             "parley_stage_latency_seconds", "Latency of each stage of a turn.", "stage", LATENCY_BUCKETS
@@ -95,6 +102,10 @@ class Metrics:
     def observer(self, transport: str) -> SessionMetrics:
         """A new session's observer (it counts as active until :meth:`SessionMetrics.close`)."""
         return SessionMetrics(self, transport)
+
+    def failover(self, stage: str, failed: str, taking_over: str) -> None:
+        """A failover chain's listener (``Engines.on_failover``)."""
+        self.engine_failovers.labels(stage, failed, taking_over).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
