@@ -122,6 +122,8 @@ class BetaDialect:
             response = event["response"]
             temperature = self._response_temperature(response["id"], done=type_ == "response.done")
             return [{**event, "response": beta_response(response, temperature=temperature)}]
+        if type_.startswith("parley."):
+            return [event]  # Parley's own events, sent only to clients that asked for them
         result = reshape(event)
         if result["type"] not in BETA_SERVER_EVENT_TYPES:
             log.debug("session %s: %s has no beta counterpart; not sent", self.session.id, type_)

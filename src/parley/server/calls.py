@@ -22,7 +22,7 @@ from parley.server.auth import Caller, authenticate, error_response
 from parley.server.client_secrets import effective_session
 from parley.server.metrics import METRICS
 from parley.server.realtime_route import admit
-from parley.transports.services import CALLS, Calls, Services
+from parley.transports.services import CALLS, Calls, Services, wants_turn_latency
 from parley.transports.webrtc import RealtimeCall
 from parley.transports.websocket import DEFAULT_MODEL, ENGINES, LIVE, SETTINGS
 
@@ -95,6 +95,7 @@ async def _answer(
             key=caller.key,
             max_minutes=admitted.max_minutes,
             initial_session=initial,
+            turn_latency=wants_turn_latency(request),
         ),
         session_type="transcription" if transcription else "realtime",
         beta=beta,

@@ -15,7 +15,7 @@ from parley.server.auth import Caller, authenticate, error_response, offered_sub
 from parley.server.limits import ConnectionLimits
 from parley.server.metrics import METRICS
 from parley.store import ApiKey, Store
-from parley.transports.services import CALLS, Services
+from parley.transports.services import CALLS, Services, wants_turn_latency
 from parley.transports.sideband import serve_sideband
 from parley.transports.websocket import (
     DEFAULT_MODEL,
@@ -62,6 +62,7 @@ async def realtime_websocket(request: web.Request) -> web.StreamResponse:
             max_minutes=admitted.max_minutes,
             initial_session=initial,
             abort=request.transport.abort if request.transport is not None else None,
+            turn_latency=wants_turn_latency(request),
         )
         await serve_session(
             ws,

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from parley import ids
 from parley.config import Settings
 from parley.realtime.session import RealtimeSession
 from parley.server.metrics import Metrics, SessionMetrics
@@ -64,6 +65,19 @@ class Services:
     """The session configuration a client secret carries; the session starts with it."""
     abort: Callable[[], None] | None = None
     """Drops the connection (a client that stopped reading)."""
+    turn_latency: bool = False
+    """The client asked for ``parley.turn.latency`` after each turn (:func:`wants_turn_latency`)."""
+
+
+LATENCY_QUERY = "parley_latency"
+LATENCY_HEADER = "X-Parley-Latency"
+
+
+def wants_turn_latency(request: web.Request) -> bool:
+    """The client opted in to per-turn latency events: ``?parley_latency=true`` on the URL, or the
+    ``X-Parley-Latency: true`` header. Nobody else ever gets them."""
+    value = request.query.get(LATENCY_QUERY) or request.headers.get(LATENCY_HEADER) or ""
+    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 class SessionWatch:
@@ -77,6 +91,8 @@ class SessionWatch:
         if services.metrics is not None:
             self.metrics = services.metrics.observer(transport)
             session.observers.append(self.metrics)
+            if services.turn_latency:
+                session.observers.append(_TurnLatencyReporter(session, self.metrics))
         if services.store is not None:
             self.recorder = services.store.recorder(
                 session_id=session.id,
@@ -94,6 +110,36 @@ class SessionWatch:
             self.metrics.close()
         if self.recorder is not None:
             await self.recorder.close(reason)
+
+
+class _TurnLatencyReporter:
+    """Sends an opted-in client the stage timings of each finished turn, right after its
+    ``response.done``: ``{"type": "parley.turn.latency", "response_id", "status", "latency_ms":
+    {"endpointing", "stt_final", "llm_first_token", "tts_first_audio", "speech_end_to_first_audio",
+    "response"}}`` with the stages that were measured (the definitions of ``/metrics``)."""
+
+    def __init__(self, session: RealtimeSession, metrics: SessionMetrics) -> None:
+        self.session = session
+        self.metrics = metrics
+
+    def __call__(self, direction: str, event: dict[str, Any]) -> None:
+        if direction != "server" or event.get("type") != "response.done":
+            return
+        turn = self.metrics.turn_breakdown()
+        if turn is None or turn["response_id"] != (event.get("response") or {}).get("id"):
+            return  # not a turn of the conversation (an out-of-band response)
+        latency = {stage: round(seconds * 1000, 1) for stage, seconds in turn["stages"].items()}
+        self.session.spawn(
+            self.session.emit(
+                {
+                    "type": "parley.turn.latency",
+                    "event_id": ids.event_id(),
+                    "response_id": turn["response_id"],
+                    "status": turn["status"],
+                    "latency_ms": latency,
+                }
+            )
+        )
 
 
 class LiveCall(Protocol):
