@@ -20,7 +20,8 @@ setup-test: $(VENV)/.setup-test-stamp
 
 $(VENV)/.setup-test-stamp: $(VENV)/.setup-stamp pyproject.toml scripts/system-deps.sh
 	bash scripts/system-deps.sh test
-	$(BIN)/python -m pip install -q -e '.[test]'
+	@echo "installing the test dependencies (llama-cpp-python compiles once, about 8 minutes on 2 cores)"
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
 run: setup
