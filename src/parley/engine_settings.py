@@ -111,7 +111,10 @@ class EngineSettings(BaseSettings):
     tts_openai_model: str = Field("tts-1", description="openai TTS: model name to ask that server for.")
     tts_openai_timeout_s: float = Field(30.0, gt=0, description="openai TTS: timeout of one request.")
 
-    vad: str = Field("silero", description="Voice activity detector: silero.")
+    vad: str = Field(
+        "silero",
+        description="Voice activity detector: silero, or silero-onnx (one model shared by all sessions).",
+    )
     denoise: str = Field("rnnoise", description="Noise suppressor for audio.input.noise_reduction: rnnoise.")
     engine_retry_s: float = Field(
         30.0,

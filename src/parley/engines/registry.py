@@ -32,6 +32,7 @@ DenoiseFactory = Callable[[NoiseReductionType, float | None], NoiseSuppressor]
 _FACTORIES: dict[Kind, dict[str, str | Callable[..., Any]]] = {
     "vad": {
         "silero": "parley.engines.vad.silero:create",
+        "silero-onnx": "parley.engines.vad.silero_onnx:create",
     },
     "stt": {
         "pocketsphinx": "parley.engines.stt.pocketsphinx:create",
