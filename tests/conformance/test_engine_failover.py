@@ -14,7 +14,16 @@ from openai import AsyncOpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conformance.conftest import LLMThread, Server, collect_until, free_port, start_server, stop_server
-from tests.conformance.helpers import append_audio, of_type, one, opened, silence, speech, update_session, words
+from tests.conformance.helpers import (
+    append_audio,
+    of_type,
+    one,
+    opened,
+    silence,
+    speech,
+    update_session,
+    words,
+)
 from tests.scripted_llm import ScriptedLLM
 
 pytestmark = pytest.mark.slow

@@ -44,7 +44,7 @@ async def test_an_opted_in_client_gets_each_turns_latency(client: AsyncOpenAI, s
     assert latency["type"] == "parley.turn.latency"
     assert latency["response_id"] == done["response"]["id"] and latency["status"] == "completed"
     stages = latency["latency_ms"]
-    assert STAGES <= set(stages), stages
+    assert set(stages) >= STAGES, stages
     assert all(value >= 0 for value in stages.values())
     assert stages["response"] >= stages["llm_first_token"]
     assert latency["event_id"].startswith("event_")
