@@ -172,6 +172,12 @@ class Settings(EngineSettings):
         0.0, ge=0, description="Delete recorded sessions older than this (0: keep)."
     )
     record_audio: bool = Field(False, description="Also store the raw audio of recorded sessions.")
+    session_audio_memory_mb: float = Field(
+        16.0,
+        gt=0,
+        description="Conversation audio one session keeps in memory (about 3 minutes of 24 kHz audio per "
+        "16 MB); older items' audio moves to a temporary file, deleted when the session ends.",
+    )
 
     requests_per_minute: int = Field(
         600, ge=1, description="Responses a session may start per minute; more are refused."

@@ -9,6 +9,7 @@ from typing import Any
 from parley import ids
 from parley.audio.pcm import AudioFormat
 from parley.protocol.errors import ProtocolError
+from parley.realtime.audio_spill import AudioSpill, Span
 
 ROOT = "root"
 
@@ -19,7 +20,10 @@ class Item:
 
     data: dict[str, Any]
     audio: dict[int, bytearray] = field(default_factory=dict)
-    """Audio bytes per content index, in ``audio_format``."""
+    """Audio bytes per content index, in ``audio_format``, while in memory."""
+    spilled: dict[int, Span] = field(default_factory=dict)
+    """Audio per content index that the conversation moved to its spill file (see :mod:`.audio_spill`)."""
+    spill: AudioSpill | None = None
     audio_format: AudioFormat | None = None
     heard: dict[int, str] = field(default_factory=dict)
     """What the recogniser heard in an ``input_audio`` part, for the model's context even when the
@@ -46,21 +50,50 @@ class Item:
         if "content" in item:
             item["content"] = [dict(part) for part in item["content"]]
         if with_audio:
-            for index, audio in self.audio.items():
-                item["content"][index]["audio"] = base64.b64encode(bytes(audio)).decode("ascii")
+            for index in self.audio_indices():
+                item["content"][index]["audio"] = base64.b64encode(self.audio_bytes(index)).decode("ascii")
         return item
 
+    def audio_indices(self) -> list[int]:
+        return sorted({*self.audio, *self.spilled})
+
+    def has_audio(self, index: int) -> bool:
+        return index in self.audio or index in self.spilled
+
+    def audio_bytes(self, index: int) -> bytes:
+        if index in self.spilled:
+            assert self.spill is not None
+            return self.spill.read(self.spilled[index])
+        return bytes(self.audio[index])
+
     def audio_ms(self, index: int) -> float:
-        if self.audio_format is None or index not in self.audio:
+        if self.audio_format is None or not self.has_audio(index):
             return 0.0
-        return self.audio_format.duration_ms(len(self.audio[index]))
+        length = self.spilled[index][1] if index in self.spilled else len(self.audio[index])
+        return self.audio_format.duration_ms(length)
+
+    def unspill(self) -> None:
+        """Bring spilled audio back into memory (to change it)."""
+        for index in list(self.spilled):
+            self.audio[index] = bytearray(self.audio_bytes(index))
+            del self.spilled[index]
+
+    def audio_in_memory(self) -> int:
+        return sum(len(audio) for audio in self.audio.values())
+
+
+KEEP_RECENT = 2
+"""The newest items' audio stays in memory whatever the budget (a turn in progress works on it)."""
+FINISHED = ("completed", "incomplete")
 
 
 class Conversation:
-    def __init__(self) -> None:
+    def __init__(self, spill: AudioSpill | None = None) -> None:
         self.id = ids.conversation_id()
         self._order: list[str] = []
         self._items: dict[str, Item] = {}
+        self.spill = spill
+        """Where audio beyond the memory budget goes; None: all audio stays in memory."""
 
     def __len__(self) -> int:
         return len(self._order)
@@ -110,7 +143,26 @@ class Conversation:
             position = self._order.index(previous_item_id) + 1
         self._order.insert(position, item.id)
         self._items[item.id] = item
+        self.keep_audio_within_budget()
         return self._order[position - 1] if position > 0 else None
+
+    def keep_audio_within_budget(self) -> None:
+        """Spill the audio of the oldest finished items until what is in memory fits the budget."""
+        spill = self.spill
+        if spill is None:
+            return
+        items = self.items()
+        held = sum(item.audio_in_memory() for item in items)
+        for item in items[:-KEEP_RECENT]:
+            if held <= spill.limit_bytes:
+                return
+            if not item.audio or item.data.get("status") not in FINISHED:
+                continue
+            held -= item.audio_in_memory()
+            item.spill = spill
+            for index, audio in item.audio.items():
+                item.spilled[index] = spill.write(bytes(audio))
+            item.audio.clear()
 
     def delete(self, item_id: str) -> Item:
         item = self.get(item_id)

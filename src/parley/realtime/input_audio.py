@@ -231,7 +231,7 @@ class InputAudio:
             if response.status == "cancelled":
                 self.playback_until_ms = self.buffer.position_ms
             else:
-                audio_ms = sum(item.audio_ms(k) for item in response.output for k in item.audio)
+                audio_ms = sum(item.audio_ms(k) for item in response.output for k in item.audio_indices())
                 self.playback_until_ms = max(self.buffer.position_ms, started + audio_ms)
         if self._auto_response_pending and self.session.active is None:
             self._auto_response_pending = False

@@ -61,7 +61,7 @@ def item_from_client(item: ConversationItem, input_format: AudioFormat, *, param
 def truncate_item(item: Item, content_index: int, audio_end_ms: int) -> None:
     """Cut assistant audio at what was heard, and its transcript to the pieces fully heard."""
     content = item.data.get("content", [])
-    if item.role != "assistant" or content_index >= len(content) or content_index not in item.audio:
+    if item.role != "assistant" or content_index >= len(content) or not item.has_audio(content_index):
         raise ProtocolError(
             "invalid_value",
             "Only assistant message items with audio can be truncated.",
@@ -78,6 +78,7 @@ def truncate_item(item: Item, content_index: int, audio_end_ms: int) -> None:
         )
     assert item.audio_format is not None
     keep = item.audio_format.bytes_for_ms(audio_end_ms)
+    item.unspill()
     del item.audio[content_index][keep:]
     heard = 0
     for mark_ms, length in item.spoken_marks:

@@ -75,7 +75,7 @@ class Playback:
                 item = self.session.conversation.get(played.item_id)
             except ProtocolError:
                 continue  # an out-of-band response's item, or deleted meanwhile
-            if played.content_index not in item.audio:
+            if not item.has_audio(played.content_index):
                 continue
             duration = item.audio_ms(played.content_index)
             heard_ms = min(round(played.played_ms), int(duration))

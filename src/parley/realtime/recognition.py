@@ -62,14 +62,14 @@ class Recognition:
         task.add_done_callback(lambda _: (self._jobs.pop(item.id, None), self._streams.pop(item.id, None)))
 
     async def _transcribe(self, item: Item, live: LiveRecognition | None) -> None:
-        index = next(iter(item.audio))
+        index = item.audio_indices()[0]
         stt = self.session.engines.stt
         settings = self.session.config.transcription
         try:
             if live is None:
                 live = self._streams[item.id] = self.live()
                 assert item.audio_format is not None
-                pcm = item.audio_format.decode(bytes(item.audio[index]))
+                pcm = item.audio_format.decode(item.audio_bytes(index))
                 live.feed(resample(pcm, item.audio_format.sample_rate, stt.sample_rate))
             result = await live.finish()
         except EngineError as exc:

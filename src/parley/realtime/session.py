@@ -44,6 +44,7 @@ from parley.protocol.client_events import (
 from parley.protocol.errors import ProtocolError
 from parley.protocol.session_config import SessionConfig, new_config
 from parley.realtime.audio_rate import AudioRate
+from parley.realtime.audio_spill import AudioSpill
 from parley.realtime.context import Message, build_messages
 from parley.realtime.conversation import Conversation, Item
 from parley.realtime.input_audio import InputAudio
@@ -113,7 +114,12 @@ class RealtimeSession:
         self._emit = emit
         self.id = ids.session_id()
         self.config = new_config(settings, session_type, session_id=self.id, model=model)
-        self.conversation = Conversation()
+        self.conversation = Conversation(
+            AudioSpill(
+                int(settings.session_audio_memory_mb * 1024 * 1024),
+                settings.data_dir / "spill" if settings.data_dir is not None else None,
+            )
+        )
         self.playback = Playback(self, playback_rate) if playback_rate else None
         """On WebRTC and SIP the server plays the audio out itself, at ``playback_rate``: response
         audio goes to its buffer instead of ``response.output_audio.delta`` events."""
@@ -199,6 +205,8 @@ class RealtimeSession:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.mcp.close()
+        if self.conversation.spill is not None:
+            self.conversation.spill.close()
 
     async def emit(self, event: ev.Event) -> None:
         self.observe("server", event)
@@ -298,7 +306,7 @@ class RealtimeSession:
             await self.mcp.configure(self.config.tools)
 
     def _audio_produced(self) -> bool:
-        return any(item.role == "assistant" and item.audio for item in self.conversation.items())
+        return any(item.role == "assistant" and item.audio_indices() for item in self.conversation.items())
 
     async def _item_create(self, event: ConversationItemCreateEvent) -> None:
         item = item_from_client(event.item, self.audio.format)
