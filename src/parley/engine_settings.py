@@ -65,7 +65,10 @@ class EngineSettings(BaseSettings):
         "int8", description="faster-whisper: CTranslate2 compute type (int8, int8_float32, float32...)."
     )
     stt_whisper_threads: int = Field(
-        0, ge=0, description="faster-whisper: CPU threads per model (0: CTranslate2's default)."
+        0,
+        ge=0,
+        description="faster-whisper: CPU threads of each of its 2 decoders (0: half the cores this "
+        "process may use).",
     )
     stt_whisper_beam_size: int = Field(
         1, ge=1, description="faster-whisper: beam size of the final decode (partials use 1)."
