@@ -22,6 +22,7 @@ BENCHMARKS = (
     "load.py",
     "webrtc.py",
     "telephony.py",
+    "engines.py",
 )
 
 

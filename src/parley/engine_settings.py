@@ -38,7 +38,7 @@ class EngineSettings(BaseSettings):
         "http://127.0.0.1:11434", description="Where `auto` looks for a local Ollama server."
     )
     llm_llama_model: Path | None = Field(
-        None, description="llama-cpp: the GGUF model file to run in process."
+        None, description="llama-cpp: the GGUF model file, run by llama.cpp in a worker process."
     )
     llm_llama_context: int = Field(
         4096, ge=256, description="llama-cpp: context window in tokens (the conversation is cut to fit)."
