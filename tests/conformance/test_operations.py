@@ -264,3 +264,41 @@ async def test_two_workers_share_one_port_and_their_secrets(
         assert opened_by - {minted_by}, log  # ...including one that did not mint it
     finally:
         stop_server(server)
+
+
+async def test_a_keys_concurrency_limit_holds_across_servers(ops: Ops) -> None:
+    """Two servers on one database (two nodes behind a load balancer): a key allowed one session
+    gets one in all, and gets it back as soon as that session ends."""
+    tmp = ops.server.log_path.parent
+    other = start_server(tmp, ops.env, name="ops-second-node")
+    try:
+        _, key = ops.create_key("one-at-a-time", "--max-concurrent-sessions", "1")
+        headers = {"Authorization": f"Bearer {key}"}
+        second_url = f"{other.ws_base}/realtime?model=gpt-realtime"
+        async with ops.open(key) as ws:
+            session_id = str((await _until(ws, "session.created"))["session"]["id"])
+            for _ in range(100):  # the first node records its session within a moment
+                if session_id in ops.cli("sessions", "list")[1]:
+                    break
+                await asyncio.sleep(0.1)
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(second_url, additional_headers=headers, proxy=None):
+                    pass
+            body = json.loads(refused.value.response.body or b"{}")
+            assert refused.value.response.status_code == 429
+            assert body["error"]["code"] == "too_many_sessions"
+            assert "1 of them on other server processes" in body["error"]["message"]
+        for _ in range(100):  # ended: the second node lets the key in once the end is recorded
+            try:
+                async with connect(second_url, additional_headers=headers, proxy=None) as ws:
+                    await _until(ws, "session.created")
+                break
+            except InvalidStatus:
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the second node still refuses the key after its session ended")
+        # a node's own session that just ended counts for nothing there, recorded or not
+        async with connect(second_url, additional_headers=headers, proxy=None) as ws:
+            await _until(ws, "session.created")
+    finally:
+        stop_server(other)

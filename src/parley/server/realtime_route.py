@@ -104,6 +104,22 @@ async def admit(request: web.Request, caller: Caller) -> Admission | web.Respons
     limits = request.app[LIMITS]
     ip = request.remote or "unknown"
     key_id = key.id if key is not None else None
+    cap = key.limits.max_concurrent_sessions if key is not None else None
+    live = request.app.get(LIVE)
+    if key is not None and cap is not None and store is not None and live is not None:
+        # The key's sessions on the other workers and nodes sharing the database (each records its
+        # sessions and refreshes them every 30 s); this process's own are counted by ``limits``.
+        # Two opens at the same moment on two processes can both get in.
+        recorded = await store.run(store.keys.open_session_ids, key.id)
+        elsewhere = sum(1 for session_id in recorded if not live.known(session_id))
+        here = limits.open_sessions(key.id)
+        if here + elsewhere >= cap:
+            message = (
+                f"This API key already has {here + elsewhere} sessions open (its limit is {cap}), "
+                f"{elsewhere} of them on other server processes."
+            )
+            log.warning("refused a connection from %s: %s", ip, message)
+            return error_response(message, code="too_many_sessions", status=429, type_="rate_limit_error")
     refusal = limits.open(ip, key_id, key.limits.max_concurrent_sessions if key is not None else None)
     if refusal is not None:
         log.warning("refused a connection from %s: %s", ip, refusal.message)

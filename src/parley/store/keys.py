@@ -8,13 +8,14 @@ listings and can be used to revoke it.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from parley import ids
@@ -206,11 +207,17 @@ class KeyStore:
         """Sessions of this key that have not ended and were written to in the last ``stale_after_s``
         (on any node): for ``max_concurrent_sessions`` across a cluster. A crashed node's sessions
         stop counting once stale."""
+        return len(self.open_session_ids(key_id, stale_after_s=stale_after_s, now=now))
+
+    def open_session_ids(
+        self, key_id: str, *, stale_after_s: float = 120.0, now: datetime | None = None
+    ) -> builtins.list[str]:
+        """The ids of :meth:`open_sessions`."""
         now = now or utcnow()
-        query = select(func.count()).where(
+        query = select(SessionRow.id).where(
             SessionRow.key_id == key_id,
             SessionRow.ended_at.is_(None),
             SessionRow.updated_at >= now - timedelta(seconds=stale_after_s),
         )
         with self._db.session() as s:
-            return int(s.scalar(query) or 0)
+            return list(s.scalars(query))

