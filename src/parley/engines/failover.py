@@ -87,6 +87,26 @@ class Chain(Generic[E]):
         if len(errors) == len(self.engines):
             raise EngineError(f"no {self.stage} engine could start: " + "; ".join(errors))
 
+    async def stream(self, attempt: Callable[[E], AsyncIterator[T]]) -> AsyncIterator[T]:
+        """``attempt(engine)``'s output from the first engine that works: one that fails before its
+        first output is replaced by the next; a failure after it is the caller's."""
+        order = self.order()
+        for position, index in enumerate(order):
+            started = False
+            try:
+                async with _closing(attempt(self.engines[index])) as outputs:
+                    async for output in outputs:
+                        started = True
+                        yield output
+            except EngineError as exc:
+                following = order[position + 1] if position + 1 < len(order) else None
+                self.failed(index, exc, None if started else following)
+                if started or following is None:
+                    raise
+                continue
+            self.served(index)
+            return
+
 
 @asynccontextmanager
 async def _closing(iterator: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
@@ -200,30 +220,17 @@ class FailoverTTS:
     def voices(self) -> list[str]:
         return sorted({voice for engine in self.chain.engines for voice in engine.voices()})
 
-    async def synthesize(self, text: str, *, voice: str, speed: float = 1.0) -> AsyncIterator[PCM]:
-        order = self.chain.order()
-        for position, index in enumerate(order):
-            engine = self.chain.engines[index]
+    def synthesize(self, text: str, *, voice: str, speed: float = 1.0) -> AsyncIterator[PCM]:
+        async def attempt(engine: TextToSpeech) -> AsyncIterator[PCM]:
             resampler = StreamResampler(engine.sample_rate, self.sample_rate)
-            spoke = False
-            try:
-                async with _closing(engine.synthesize(text, voice=voice, speed=speed)) as chunks:
-                    async for chunk in chunks:
-                        out = resampler.process(chunk)
-                        if len(out):
-                            spoke = True
-                            yield out
-                tail = resampler.flush()
-                if len(tail):
-                    yield tail
-            except EngineError as exc:
-                following = order[position + 1] if position + 1 < len(order) else None
-                self.chain.failed(index, exc, None if spoke else following)
-                if spoke or following is None:
-                    raise
-                continue
-            self.chain.served(index)
-            return
+            async with _closing(engine.synthesize(text, voice=voice, speed=speed)) as chunks:
+                async for chunk in chunks:
+                    if len(out := resampler.process(chunk)):
+                        yield out
+            if len(tail := resampler.flush()):
+                yield tail
+
+        return self.chain.stream(attempt)
 
     async def warm_up(self) -> None:
         await self.chain.warm_up(lambda engine: engine.warm_up())
@@ -238,23 +245,8 @@ class FailoverLLM:
         self.chain = Chain("llm", engines, retry_s)
         self.name = ",".join(engine.name for engine in engines)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[LLMEvent]:
-        order = self.chain.order()
-        for position, index in enumerate(order):
-            said = False
-            try:
-                async with _closing(self.chain.engines[index].stream(request)) as events:
-                    async for event in events:
-                        said = True
-                        yield event
-            except EngineError as exc:
-                following = order[position + 1] if position + 1 < len(order) else None
-                self.chain.failed(index, exc, None if said else following)
-                if said or following is None:
-                    raise
-                continue
-            self.chain.served(index)
-            return
+    def stream(self, request: ChatRequest) -> AsyncIterator[LLMEvent]:
+        return self.chain.stream(lambda engine: engine.stream(request))
 
     async def warm_up(self) -> None:
         await self.chain.warm_up(lambda engine: engine.warm_up())
