@@ -13,7 +13,8 @@ from parley.config import Settings
 from parley.engines import registry
 from parley.engines.base import EngineError, TextToSpeech
 from parley.engines.tts import espeak
-from parley.engines.tts.espeak import EspeakTTS, create, split_text, words_per_minute
+from parley.engines.tts.espeak import EspeakTTS, create, words_per_minute
+from parley.engines.tts.pieces import split_text
 
 PCM = npt.NDArray[np.int16]
 API_VOICES = ["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import math
-import re
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ import numpy as np
 
 from parley.config import Settings
 from parley.engines.base import PCM, EngineError, MissingDependencyError
+from parley.engines.tts.pieces import speak_pieces, speakable_pieces
 
 NATIVE_RATE = 22050
 DEFAULT_VOICE = "marin"
@@ -170,44 +170,6 @@ def _executor() -> ThreadPoolExecutor:
         return _EXECUTOR
 
 
-_SENTENCE_END = re.compile(r"(?P<end>[.!?…]+[\"'\u201d\u2019)\]]*)\s+|\n\s*")
-_ABBREVIATION = re.compile(r"(?:^|\s)(?:mr|mrs|ms|dr|prof|st|sr|jr|vs|etc|e\.g|i\.e|no)\.$", re.IGNORECASE)
-_CLAUSE_END = re.compile(r"(?<=[,;:—])\s+")
-_MAX_PIECE = 240
-
-
-def split_text(text: str) -> list[str]:
-    """Split text into sentences (and long sentences into clauses) to synthesize one at a time."""
-    sentences: list[str] = []
-    start = 0
-    for match in _SENTENCE_END.finditer(text):
-        candidate = text[start : match.end("end") if match.group("end") else match.start()]
-        following = text[match.end() : match.end() + 1]
-        if "\n" not in match.group() and (following.islower() or _ABBREVIATION.search(candidate)):
-            continue  # "p.m. today", "Dr. Smith": not a sentence end
-        sentences.append(candidate)
-        start = match.end()
-    sentences.append(text[start:])
-    pieces: list[str] = []
-    for sentence in (s.strip() for s in sentences):
-        if len(sentence) <= _MAX_PIECE:
-            pieces.append(sentence)
-            continue
-        current = ""
-        for part in _CLAUSE_END.split(sentence):
-            if current and len(current) + len(part) + 1 > _MAX_PIECE:
-                pieces.append(current)
-                current = ""
-            current = f"{current} {part}" if current else part
-            while len(current) > _MAX_PIECE:
-                cut = current.rfind(" ", 0, _MAX_PIECE)
-                cut = cut if cut > 0 else _MAX_PIECE
-                pieces.append(current[:cut])
-                current = current[cut:].lstrip()
-        pieces.append(current)
-    return [p for p in pieces if any(ch.isalnum() for ch in p)]
-
-
 def words_per_minute(speed: float) -> int:
     """API speed (0.25-1.5, 1 = normal) to espeak-ng words per minute, within espeak's range."""
     if not math.isfinite(speed):
@@ -232,21 +194,22 @@ class EspeakTTS:
         return VOICE_MAP.get(voice, VOICE_MAP[self.default_voice])
 
     async def synthesize(self, text: str, *, voice: str, speed: float = 1.0) -> AsyncIterator[PCM]:
-        pieces = split_text(text.replace("\0", " "))
+        pieces = speakable_pieces(text)
         if not pieces:
             return
         espeak_voice = self.espeak_voice(voice)
         wpm = words_per_minute(speed)
-        loop = asyncio.get_running_loop()
-        for piece in pieces:
+
+        def speak(piece: str) -> PCM:
             try:
-                pcm = await loop.run_in_executor(_executor(), _synthesize_blocking, piece, espeak_voice, wpm)
+                return _synthesize_blocking(piece, espeak_voice, wpm)
             except EngineError:
                 raise
             except Exception as exc:  # a ctypes or library failure: report it as an engine error
                 raise EngineError(f"espeak-ng synthesis failed: {exc}") from exc
-            if pcm.size:
-                yield pcm
+
+        async for pcm in speak_pieces(pieces, _executor(), speak):
+            yield pcm
 
     async def warm_up(self) -> None:
         def check() -> None:

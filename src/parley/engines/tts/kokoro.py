@@ -18,6 +18,7 @@ Kokoro's voice list: ``a`` American English, ``b`` British English, ``e`` Spanis
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import threading
@@ -32,7 +33,7 @@ import numpy.typing as npt
 
 from parley.config import Settings
 from parley.engines.base import PCM, EngineError, MissingDependencyError
-from parley.engines.tts.espeak import split_text
+from parley.engines.tts.pieces import speak_pieces, speakable_pieces
 from parley.engines.tts.voices import resolve_voice
 from parley.protocol.session_config import VOICES
 
@@ -205,18 +206,14 @@ class KokoroTTS:
         return to_pcm(audio, pause_after(phonemes, SENTENCE_PAUSE_S, CLAUSE_PAUSE_S))
 
     async def synthesize(self, text: str, *, voice: str, speed: float = 1.0) -> AsyncIterator[PCM]:
-        pieces = split_text(text.replace("\0", " "))
+        pieces = speakable_pieces(text)
         if not pieces:
             return
-        kokoro_voice = self.kokoro_voice(voice)
-        speed = clamp_speed(speed)
-        loop = asyncio.get_running_loop()
-        for piece in pieces:
-            pcm = await loop.run_in_executor(
-                self._executor, self._synthesize_blocking, piece, kokoro_voice, speed
-            )
-            if pcm.size:
-                yield pcm
+        speak = functools.partial(
+            self._synthesize_blocking, voice=self.kokoro_voice(voice), speed=clamp_speed(speed)
+        )
+        async for pcm in speak_pieces(pieces, self._executor, speak):
+            yield pcm
 
     async def warm_up(self) -> None:
         loop = asyncio.get_running_loop()

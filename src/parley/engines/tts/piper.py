@@ -19,6 +19,7 @@ divides the voice's length scale.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -33,7 +34,7 @@ import numpy as np
 
 from parley.config import Settings
 from parley.engines.base import PCM, EngineError, MissingDependencyError
-from parley.engines.tts.espeak import split_text
+from parley.engines.tts.pieces import speak_pieces, speakable_pieces
 from parley.engines.tts.voices import resolve_voice
 from parley.protocol.session_config import VOICES
 
@@ -173,17 +174,15 @@ class PiperTTS:
     async def synthesize(self, text: str, *, voice: str, speed: float = 1.0) -> AsyncIterator[PCM]:
         from piper import SynthesisConfig
 
-        pieces = split_text(text.replace("\0", " "))
+        pieces = speakable_pieces(text)
         if not pieces:
             return
         syn_config = SynthesisConfig(
             speaker_id=self.speaker_id(voice), length_scale=length_scale(self.config.length_scale, speed)
         )
-        loop = asyncio.get_running_loop()
-        for piece in pieces:
-            pcm = await loop.run_in_executor(self._executor, self._synthesize_blocking, piece, syn_config)
-            if pcm.size:
-                yield pcm
+        speak = functools.partial(self._synthesize_blocking, syn_config=syn_config)
+        async for pcm in speak_pieces(pieces, self._executor, speak):
+            yield pcm
 
     async def warm_up(self) -> None:
         loop = asyncio.get_running_loop()
