@@ -36,6 +36,7 @@ import numpy as np
 
 from parley.config import Settings
 from parley.engines.base import PCM, EngineError, MissingDependencyError, Transcription, Word
+from parley.engines.stt.streams import drop_result, mono_int16
 
 log = logging.getLogger("parley.engines.stt.faster_whisper")
 T = TypeVar("T")
@@ -143,7 +144,7 @@ class FasterWhisperSTT:
         future: Future[T] = self._executor.submit(self._run, work, *args)
         future.add_done_callback(self._count_out)
         wrapped = asyncio.wrap_future(future)
-        wrapped.add_done_callback(_consume)
+        wrapped.add_done_callback(drop_result)
         return wrapped
 
     def _run(self, work: Callable[..., T], *args: Any) -> T:
@@ -269,7 +270,7 @@ class WhisperStream:
 
     async def feed(self, pcm: PCM) -> str | None:
         """Buffer audio; start a partial decode when one is due; return a newer partial if one came."""
-        data = _as_pcm(pcm)
+        data = np.array(mono_int16(pcm, "faster-whisper"))  # a copy: the caller may reuse its buffer
         if self._state != "open":
             raise EngineError(f"this recognition stream is already {self._state}")
         if len(data):
@@ -344,19 +345,6 @@ class WhisperStream:
             first -= 1
             count += len(self._chunks[first])
         return np.concatenate([np.zeros(0, dtype=np.int16), *self._chunks[first:]])[-samples:]
-
-
-def _consume(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved, so a dropped failure is not logged as unhandled
-
-
-def _as_pcm(pcm: PCM) -> PCM:
-    if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16:
-        raise TypeError("faster-whisper expects int16 PCM in a numpy array")
-    if pcm.ndim != 1:
-        raise ValueError("faster-whisper expects mono PCM in a one-dimensional array")
-    return np.array(pcm)  # a copy: the caller may reuse its buffer
 
 
 def _model_source(value: str | None) -> str:

@@ -37,6 +37,7 @@ from parley.audio.resample import StreamResampler
 from parley.audio.wav import wav_bytes
 from parley.config import Settings, env_name
 from parley.engines.base import PCM, EngineError, Transcription, Word
+from parley.engines.stt.streams import mono_int16
 from parley.engines.tts.openai_tts import NO_API_KEY, api_error, capital, error_message
 
 log = logging.getLogger("parley.engines.stt.openai")
@@ -55,12 +56,6 @@ _CLOSING: set[asyncio.Task[None]] = set()  # connections closing in the backgrou
 def _language_code(language: str | None) -> str | None:
     """``en-US`` / ``en_gb`` -> ``en``: the servers take ISO-639-1 codes."""
     return re.split(r"[-_]", (language or "").strip())[0].lower() or None
-
-
-def _as_pcm(pcm: PCM) -> PCM:
-    if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
-        raise TypeError("the openai STT engine expects mono int16 PCM in a one-dimensional numpy array")
-    return pcm
 
 
 def _padded(pcm: PCM, rate: int) -> PCM:
@@ -186,7 +181,7 @@ class HttpTranscriptionStream:
         self._result: Transcription | None = None
 
     async def feed(self, pcm: PCM) -> str | None:
-        data = _as_pcm(pcm)
+        data = mono_int16(pcm, "the openai STT engine")
         if self._state != "open":
             raise EngineError(f"this recognition stream is already {self._state}")
         if len(data):
@@ -233,7 +228,7 @@ class RealtimeTranscriptionStream:
 
     async def feed(self, pcm: PCM) -> str | None:
         """Send the audio; return the server's transcript so far when it has grown since last time."""
-        data = _as_pcm(pcm)
+        data = mono_int16(pcm, "the openai STT engine")
         if self._state != "open":
             raise EngineError(f"this recognition stream is already {self._state}")
         if len(data):

@@ -32,6 +32,7 @@ import numpy as np
 
 from parley.config import Settings
 from parley.engines.base import PCM, EngineError, Transcription
+from parley.engines.stt.streams import drop_result, mono_int16
 
 log = logging.getLogger("parley.engines.stt.pocketsphinx")
 
@@ -249,7 +250,7 @@ class PocketsphinxStream:
         self._result: Transcription | None = None
 
     async def feed(self, pcm: PCM) -> str | None:
-        data = _as_pcm(pcm)
+        data = np.ascontiguousarray(mono_int16(pcm, "pocketsphinx"))
         if self._state != "open":
             raise EngineError(f"this recognition stream is already {self._state}")
         if not len(data):
@@ -312,7 +313,7 @@ class PocketsphinxStream:
         if slot is None:
             return None
         task = asyncio.ensure_future(asyncio.to_thread(slot.run, self._lease.generation, work))
-        task.add_done_callback(_consume)
+        task.add_done_callback(drop_result)
         self._busy = task
         try:
             return await asyncio.shield(task)
@@ -322,19 +323,6 @@ class PocketsphinxStream:
             self._state = "closed"
             self._lease.give_back()
             raise EngineError(f"pocketsphinx failed to {what}: {exc}") from exc
-
-
-def _consume(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved, so an abandoned failure is not logged as unhandled
-
-
-def _as_pcm(pcm: PCM) -> PCM:
-    if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16:
-        raise TypeError("pocketsphinx expects int16 PCM in a numpy array")
-    if pcm.ndim != 1:
-        raise ValueError("pocketsphinx expects mono PCM in a one-dimensional array")
-    return np.ascontiguousarray(pcm)
 
 
 class PocketsphinxSTT:
