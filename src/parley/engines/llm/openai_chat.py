@@ -34,11 +34,9 @@ from parley.engines.base import (
     ToolChoice,
     Usage,
 )
+from parley.engines.openai_client import NO_API_KEY, client_error
 
 log = logging.getLogger("parley.engines.llm")
-
-NO_API_KEY = "parley-no-key"
-"""Sent when no key is configured: local servers ignore it, and the client refuses an empty one."""
 
 WARM_UP_TIMEOUT_S = 5.0
 
@@ -163,33 +161,15 @@ class OpenAIChatLLM:
     # ------------------------------------------------------------------------------------ errors
 
     def _engine_error(self, exc: Exception, model: str | None) -> EngineError:
-        where = f"the language model server at {self.base_url}"
-        if isinstance(exc, openai.APITimeoutError):
-            return EngineError(f"No answer from {where} within {self.timeout_s:g} s")
-        if isinstance(exc, openai.APIConnectionError):
-            cause = f": {exc.__cause__}" if exc.__cause__ else ""
-            return EngineError(f"Could not reach {where}{cause}")
-        if isinstance(exc, openai.APIStatusError):
-            message = f"{where[0].upper()}{where[1:]} answered HTTP {exc.status_code}: {_message(exc)}"
-            if exc.status_code == 404 and model:
-                message += f" (is the model name {model!r} right? set {env_name('llm_model')})"
-            elif exc.status_code in (401, 403):
-                message += f" (check {env_name('llm_api_key')})"
-            return EngineError(message)
-        if isinstance(exc, openai.APIError):
-            return EngineError(f"{where[0].upper()}{where[1:]} reported an error: {_message(exc)}")
-        return EngineError(f"Could not read the reply of {where}: {exc}")
-
-
-def _message(exc: openai.APIError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-    return exc.message
+        return client_error(
+            exc,
+            where=f"the language model server at {self.base_url}",
+            timeout_s=self.timeout_s,
+            key_setting=env_name("llm_api_key"),
+            not_found_hint=f"is the model name {model!r} right? set {env_name('llm_model')}"
+            if model
+            else None,
+        )
 
 
 # ------------------------------------------------------------------------------------ request mapping

@@ -37,8 +37,8 @@ from parley.audio.resample import StreamResampler
 from parley.audio.wav import wav_bytes
 from parley.config import Settings, env_name
 from parley.engines.base import PCM, EngineError, Transcription, Word
+from parley.engines.openai_client import NO_API_KEY, capital, error_message, speech_error
 from parley.engines.stt.streams import mono_int16
-from parley.engines.tts.openai_tts import NO_API_KEY, api_error, capital, error_message
 
 log = logging.getLogger("parley.engines.stt.openai")
 
@@ -127,7 +127,7 @@ class OpenAISTT:
                 response_format="json",
             )
         except (openai.OpenAIError, ValueError) as exc:
-            raise api_error(
+            raise speech_error(
                 exc, where=self.where, stage="stt", model=self.model, timeout_s=self.timeout_s
             ) from exc
         return Transcription(plain.text.strip(), seconds, language)

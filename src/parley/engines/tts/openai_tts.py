@@ -9,8 +9,6 @@ Voices: the Realtime API names are passed through (OpenAI-compatible servers use
 ``PARLEY_TTS_VOICE_MAP`` ``{"openai": {...}}`` maps them to a server's own voices (e.g. a Kokoro
 ``af_heart`` on speaches). Limits: a server whose ``pcm`` is not 24 kHz (some serve a model's native
 rate) plays at the wrong pitch; the speed is sent only when it is not 1 (OpenAI accepts 0.25-4).
-
-The error mapping here (:func:`api_error`) is shared with the ``openai`` STT engine.
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ from openai import AsyncOpenAI, omit
 
 from parley.config import Settings, env_name
 from parley.engines.base import PCM, EngineError
+from parley.engines.openai_client import NO_API_KEY, capital, speech_error
 from parley.engines.tts.voices import resolve_voice
 from parley.protocol.session_config import VOICES
 
@@ -36,48 +35,7 @@ SAMPLE_RATE = 24000
 MAX_INPUT_CHARS = 4096
 """OpenAI's limit on ``input``."""
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
-NO_API_KEY = "parley-no-key"
-"""Sent when no key is configured: local servers ignore it, and the client refuses an empty one."""
 BUILTIN_VOICES = {voice: voice for voice in VOICES}
-
-
-def api_error(exc: Exception, *, where: str, stage: str, model: str, timeout_s: float) -> EngineError:
-    """A clear EngineError for a failure of the ``openai`` client (or the HTTP stream under it).
-
-    ``where`` names the server (``the speech-to-text server at http://...``); ``stage`` is ``stt`` or
-    ``tts``, for the settings named in the advice."""
-    setting = f"{stage}_openai"
-    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
-        return EngineError(f"No answer from {where} within {timeout_s:g} s")
-    if isinstance(exc, httpx2.TransportError):  # while streaming a body
-        return EngineError(f"Lost the connection to {where}: {exc or type(exc).__name__}")
-    if isinstance(exc, openai.APIConnectionError):
-        cause = f": {exc.__cause__}" if exc.__cause__ else ""
-        return EngineError(f"Could not reach {where}{cause}")
-    if isinstance(exc, openai.APIStatusError):
-        message = f"{capital(where)} answered HTTP {exc.status_code}: {error_message(exc)}"
-        if exc.status_code in (401, 403):
-            message += f" (check {env_name(setting + '_api_key')})"
-        elif exc.status_code == 404:
-            message += f" (are the URL and the model {model!r} right? see {env_name(setting + '_model')})"
-        return EngineError(message)
-    if isinstance(exc, openai.APIError):
-        return EngineError(f"{capital(where)} reported an error: {error_message(exc)}")
-    return EngineError(f"Could not read the reply of {where}: {exc or type(exc).__name__}")
-
-
-def capital(text: str) -> str:
-    """``text`` with its first letter in upper case (a message that starts with ``where``)."""
-    return text[:1].upper() + text[1:]
-
-
-def error_message(exc: openai.APIError) -> str:
-    """The server's own error message (OpenAI's ``{"error": {"message": ...}}``) or the client's."""
-    body = exc.body
-    error = body.get("error", body) if isinstance(body, dict) else body
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])
-    return error if isinstance(error, str) and error else exc.message
 
 
 def text_pieces(text: str, limit: int = MAX_INPUT_CHARS) -> list[str]:
@@ -171,7 +129,7 @@ class OpenAITTS:
                     if pcm.size:
                         yield pcm
         except (openai.OpenAIError, httpx2.HTTPError, ValueError) as exc:  # HTTPError: while streaming
-            raise api_error(
+            raise speech_error(
                 exc, where=self.where, stage="tts", model=self.model, timeout_s=self.timeout_s
             ) from exc
 
