@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from parley.realtime.turn_completion import judge, max_wait_ms, min_wait_ms, required_silence_ms
+from parley.engines import sentence_end
+from parley.realtime.turn_completion import judge, max_wait_ms, min_wait_ms, required_silence_ms, words_of
 
 
 @pytest.mark.parametrize(
@@ -65,3 +66,34 @@ def test_waits_follow_eagerness_and_the_maximums() -> None:
         incomplete = required_silence_ms("my number is five five five", eagerness)
         assert min_wait_ms(eagerness) == complete < unknown < incomplete == max_wait_ms(eagerness)
     assert required_silence_ms("can you help me", "high") < required_silence_ms("can you help me", "low")
+
+
+def test_the_bundled_language_model_scores_sentence_ends() -> None:
+    ends = sentence_end.NgramSentenceEnds()
+    finished = ends.probability(words_of("what time do you open tomorrow"))
+    assert finished > ends.probability(words_of("I would like to book a table for"))
+    assert finished > ends.probability(words_of("my phone is a"))
+    assert 0.0 < finished <= 1.0
+    assert ends.probability([]) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("what is the capital of france", "complete"),  # the model, not the question word
+        ("please turn off the lights in the kitchen", "complete"),
+        ("where is the nearest pharmacy", "complete"),
+        ("the reference code is alpha", "unknown"),
+        ("I want to change my", "incomplete"),  # the word list says so before the model is asked
+        ("my number is five five five", "incomplete"),
+    ],
+)
+def test_the_judgement_reads_the_language_model(text: str, expected: str) -> None:
+    assert judge(text, sentence_end.shared().probability) == expected
+
+
+def test_the_model_makes_a_question_without_a_likely_end_wait() -> None:
+    # Without a model any question-word opening reads as finished; the model finds that "... send
+    # it" seldom ends a sentence ("... send it to my office"), so the turn waits longer.
+    assert judge("can you send it") == "complete"
+    assert judge("can you send it", sentence_end.shared().probability) == "unknown"

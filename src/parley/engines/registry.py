@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from parley.config import Settings
 from parley.engine_settings import engine_list
+from parley.engines import sentence_end
 from parley.engines.base import (
     LanguageModel,
     NoiseReductionType,
@@ -22,6 +23,7 @@ from parley.engines.base import (
     VoiceActivityDetector,
 )
 from parley.engines.failover import FailoverListener, FailoverLLM, FailoverSTT, FailoverTTS
+from parley.engines.sentence_end import SentenceEnds
 
 Kind = Literal["vad", "stt", "llm", "tts", "denoise"]
 
@@ -113,6 +115,8 @@ class Engines:
     tts: TextToSpeech
     denoise: DenoiseFactory = field(default=_default_denoise)
     """Noise suppressors keep state, so each input stream gets its own from this factory."""
+    sentence_ends: SentenceEnds = field(default_factory=sentence_end.shared)
+    """P(end of sentence | words), read-only and shared: ``semantic_vad`` judges pauses with it."""
 
     def on_failover(self, listener: FailoverListener) -> None:
         """Call ``listener(stage, failed, taking_over)`` whenever a failover chain switches engines."""
@@ -128,6 +132,7 @@ class Engines:
         suppressor = self.denoise("near_field", None)
         suppressor.process(_silence(suppressor.sample_rate // 10))
         suppressor.flush()
+        self.sentence_ends.probability(["good", "morning"])
 
 
 def _silence(samples: int) -> Any:

@@ -92,6 +92,7 @@ class InputAudio:
                     transcript=self._current_transcript,
                     on_onset=self._onset,
                     barge_in_min_ms=self.session.settings.barge_in_min_ms,
+                    sentence_end=self.session.engines.sentence_ends.probability,
                 )
         self.recognition.set_source_rate(self.format.sample_rate)
         noise = self.session.config.input["noise_reduction"]

@@ -9,8 +9,11 @@ lexical, on the last words of the partial transcript:
   preposition, a conjunction, an auxiliary, a possessive, a subject pronoun, a filler such as "um"),
   or on a run of digits after a cue ("number", "zip", "pin", ...) shorter than such a number is (a
   local phone number has 7 digits, a zip code 5), or on a spelled-out letter sequence;
-* **complete**: a question opened by a question word or an inverted auxiliary, or an utterance
-  ending on a closing word ("thanks", "please", "bye", "yes", "no", ...);
+* **complete**: an utterance ending on a closing word ("thanks", "please", "bye", "yes", "no", ...);
+* otherwise a language model's P(end of sentence | the last two words)
+  (:mod:`parley.engines.sentence_end`) decides: **complete** at ``COMPLETE_P`` or more,
+  **incomplete** under ``INCOMPLETE_P`` ("... is alpha", "... the blue"); without a model, a question
+  opened by a question word or an inverted auxiliary is complete;
 * **unknown** otherwise.
 
 :func:`required_silence_ms` turns that and the session's ``eagerness`` into the silence that ends
@@ -21,6 +24,7 @@ low / medium / high).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 
@@ -70,19 +74,31 @@ _LOCAL_PHONE = 7
 _LETTER = re.compile(r"^[a-z]\.?$")
 
 WAITS_MS: dict[str, dict[Completion, int]] = {
-    "high": {"complete": 250, "unknown": 600, "incomplete": 2000},
-    "medium": {"complete": 400, "unknown": 900, "incomplete": 4000},
-    "low": {"complete": 700, "unknown": 1600, "incomplete": 8000},
+    "high": {"complete": 250, "unknown": 1000, "incomplete": 2000},
+    "medium": {"complete": 400, "unknown": 1600, "incomplete": 4000},
+    "low": {"complete": 700, "unknown": 2500, "incomplete": 8000},
 }
-"""Silence that ends a turn, by eagerness and judgement; ``auto`` is ``medium``."""
+"""Silence that ends a turn, by eagerness and judgement; ``auto`` is ``medium``. Only words that read
+as finished end a turn quickly: a thinking pause inside a sentence commonly lasts 0.5-1.5 s, and a
+recogniser often mishears the words before it, so a turn the judgement cannot place waits longer."""
 
 
 def words_of(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", text.lower().replace("-", " "))
 
 
-def judge(text: str) -> Completion:
-    """Whether the words so far read as a finished turn."""
+COMPLETE_P = 0.1
+"""P(end of sentence) from which an utterance reads as finished ("... open tomorrow" 0.34,
+"... the capital of france" 0.28, "... the blue one cost" 0.09)."""
+INCOMPLETE_P = 0.03
+"""P(end of sentence) under which it reads as unfinished ("... a table for" 0.016, "... my phone is
+a" 0.007)."""
+
+SentenceEnd = Callable[[Sequence[str]], float]
+
+
+def judge(text: str, sentence_end: SentenceEnd | None = None) -> Completion:
+    """Whether the words so far read as a finished turn; ``sentence_end`` gives P(end of sentence)."""
     words = words_of(text)
     if not words:
         return "unknown"
@@ -108,6 +124,9 @@ def judge(text: str) -> Completion:
         return "incomplete"
     if last in _COMPLETE_ENDINGS:
         return "complete"
+    if sentence_end is not None:
+        p = sentence_end(words)
+        return "complete" if p >= COMPLETE_P else "incomplete" if p < INCOMPLETE_P else "unknown"
     if words[0] in _QUESTION_OPENERS and len(words) >= 3:
         return "complete"
     return "unknown"
@@ -131,8 +150,8 @@ def min_wait_ms(eagerness: str) -> int:
     return WAITS_MS[_level(eagerness)]["complete"]
 
 
-def required_silence_ms(text: str, eagerness: str) -> int:
-    return WAITS_MS[_level(eagerness)][judge(text)]
+def required_silence_ms(text: str, eagerness: str, sentence_end: SentenceEnd | None = None) -> int:
+    return WAITS_MS[_level(eagerness)][judge(text, sentence_end)]
 
 
 def _level(eagerness: str) -> str:

@@ -82,6 +82,7 @@ class TurnTaking:
         on_onset: Callable[[int], None],
         barge_in_min_ms: float = 400.0,
         barge_in_max_ms: float = 1200.0,
+        sentence_end: turn_completion.SentenceEnd | None = None,
     ) -> None:
         self.type = str(turn["type"])
         self.eagerness = str(turn.get("eagerness") or "auto")
@@ -108,6 +109,8 @@ class TurnTaking:
         :class:`SpeechStarted` or a :class:`Discarded` decision reads that transcript."""
         self.barge_in_min_ms = barge_in_min_ms
         self.barge_in_max_ms = barge_in_max_ms
+        self._sentence_end = sentence_end
+        """P(end of sentence | words), for ``semantic_vad``'s judgement at a pause."""
         self._onset_ms: int | None = None
         self._confirmed = False
         self._partials: list[tuple[float, str]] = []
@@ -192,7 +195,7 @@ class TurnTaking:
 
     async def _paused(self, event: Paused, out: list[TurnEvent]) -> None:
         transcript = await self._transcript()
-        required = turn_completion.required_silence_ms(transcript, self.eagerness)
+        required = turn_completion.required_silence_ms(transcript, self.eagerness, self._sentence_end)
         log.debug("pause of %.0f ms after %r: %d ms end the turn", event.silence_ms, transcript, required)
         if event.silence_ms >= required:
             await self._stopped(self.segmenter.end_turn(), out)
