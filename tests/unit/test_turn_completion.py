@@ -80,10 +80,11 @@ def test_the_bundled_language_model_scores_sentence_ends() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("what is the capital of france", "complete"),  # the model, not the question word
-        ("please turn off the lights in the kitchen", "complete"),
+        ("what is the capital of france", "complete"),
         ("where is the nearest pharmacy", "complete"),
+        ("please turn off the lights in the kitchen", "unknown"),  # a likely end, but a statement
         ("the reference code is alpha", "unknown"),
+        ("what is the", "incomplete"),
         ("I want to change my", "incomplete"),  # the word list says so before the model is asked
         ("my number is five five five", "incomplete"),
     ],

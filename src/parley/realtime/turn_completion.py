@@ -10,11 +10,12 @@ lexical, on the last words of the partial transcript:
   or on a run of digits after a cue ("number", "zip", "pin", ...) shorter than such a number is (a
   local phone number has 7 digits, a zip code 5), or on a spelled-out letter sequence;
 * **complete**: an utterance ending on a closing word ("thanks", "please", "bye", "yes", "no", ...);
-* otherwise a language model's P(end of sentence | the last two words)
-  (:mod:`parley.engines.sentence_end`) decides: **complete** at ``COMPLETE_P`` or more,
-  **incomplete** under ``INCOMPLETE_P`` ("... is alpha", "... the blue"); without a model, a question
-  opened by a question word or an inverted auxiliary is complete;
-* **unknown** otherwise.
+* **incomplete** too when a language model's P(end of sentence | the last two words)
+  (:mod:`parley.engines.sentence_end`) is under ``INCOMPLETE_P`` ("... what is the", "... a table for");
+* **complete**: a question opened by a question word or an inverted auxiliary whose last words are
+  a likely sentence end (``COMPLETE_P`` or more; any, without a model);
+* **unknown** otherwise. A likely sentence end alone does not make a statement complete: on noisy or
+  misheard audio the recogniser's words ("thigh", "the green room floor") often look like one.
 
 :func:`required_silence_ms` turns that and the session's ``eagerness`` into the silence that ends
 the turn; an incomplete utterance waits the longest, the API's maximum (8 s / 4 s / 2 s for
@@ -124,10 +125,10 @@ def judge(text: str, sentence_end: SentenceEnd | None = None) -> Completion:
         return "incomplete"
     if last in _COMPLETE_ENDINGS:
         return "complete"
-    if sentence_end is not None:
-        p = sentence_end(words)
-        return "complete" if p >= COMPLETE_P else "incomplete" if p < INCOMPLETE_P else "unknown"
-    if words[0] in _QUESTION_OPENERS and len(words) >= 3:
+    p = sentence_end(words) if sentence_end is not None else None
+    if p is not None and p < INCOMPLETE_P:
+        return "incomplete"
+    if words[0] in _QUESTION_OPENERS and len(words) >= 3 and (p is None or p >= COMPLETE_P):
         return "complete"
     return "unknown"
 
