@@ -89,7 +89,7 @@ def words_of(text: str) -> list[str]:
 
 
 COMPLETE_P = 0.1
-"""P(end of sentence) from which an utterance reads as finished ("... open tomorrow" 0.34,
+"""P(end of sentence) from which a question reads as finished ("... open tomorrow" 0.34,
 "... the capital of france" 0.28, "... the blue one cost" 0.09)."""
 INCOMPLETE_P = 0.03
 """P(end of sentence) under which it reads as unfinished ("... a table for" 0.016, "... my phone is
