@@ -11,6 +11,7 @@ process.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -52,16 +53,8 @@ class NgramSentenceEnds:
         score = self._load().prob(["</s>", *reversed(history)])
         return min(1.0, math.exp(score * math.log(LOG_BASE)))
 
-    def warm_up(self) -> None:
-        self._load()
 
-
-_shared: NgramSentenceEnds | None = None
-
-
+@functools.cache
 def shared() -> NgramSentenceEnds:
     """The process's one model (it is read-only, so every session uses it)."""
-    global _shared
-    if _shared is None:
-        _shared = NgramSentenceEnds()
-    return _shared
+    return NgramSentenceEnds()
