@@ -1,7 +1,8 @@
 """A real ``parley serve`` process and a scripted OpenAI-compatible LLM, shared by conformance tests.
 
-The scripted LLM runs on its own event loop in a thread, so one server process (started once per
-test session, engines warmed) serves every test; each test starts with an empty script.
+The scripted LLM (``llm_thread`` and ``scripted``, from ``tests/conftest.py``) runs on its own event
+loop in a thread, so one server process (started once per test session, engines warmed) serves
+every test; each test starts with an empty script.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from openai import AsyncOpenAI
 
-from tests.scripted_llm import ScriptedLLM
+from tests.conftest import LLMThread
 from tests.wire import validate_ga
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,22 +34,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-class LLMThread:
-    """A ScriptedLLM serving from a background thread's event loop."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.llm = ScriptedLLM()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.llm.__aenter__(), self.loop).result(30)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.llm.__aexit__(None, None, None), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
 
 
 @dataclass
@@ -105,21 +89,6 @@ def stop_server(server: Server) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait(5)
-
-
-@pytest.fixture(scope="session")
-def llm_thread() -> Iterator[LLMThread]:
-    thread = LLMThread()
-    yield thread
-    thread.stop()
-
-
-@pytest.fixture
-def scripted(llm_thread: LLMThread) -> ScriptedLLM:
-    """The scripted LLM, emptied for this test."""
-    llm = llm_thread.llm
-    llm.reset()
-    return llm
 
 
 @pytest.fixture(scope="session")

@@ -22,21 +22,8 @@ from tests.conformance.helpers import (
     update_session,
     user_text,
 )
+from tests.realtime_events import TEXT_TURN
 from tests.scripted_llm import ScriptedLLM
-
-TEXT_TURN = [
-    "response.created",
-    "rate_limits.updated",
-    "response.output_item.added",
-    "conversation.item.added",
-    "response.content_part.added",
-    "response.output_text.delta",
-    "response.output_text.done",
-    "response.content_part.done",
-    "response.output_item.done",
-    "conversation.item.done",
-    "response.done",
-]
 
 
 async def test_session_created_first_with_full_ga_defaults(client: AsyncOpenAI) -> None:

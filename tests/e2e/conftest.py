@@ -1,5 +1,6 @@
 """Servers for the end-to-end tests: a dev-mode ``parley serve`` (playground on, loopback WebRTC,
-the scripted LLM) and one with an API key (playground off), each started once per test session."""
+the scripted LLM of ``tests/conftest.py``) and one with an API key (playground off), each started
+once per test session."""
 
 from __future__ import annotations
 
@@ -7,33 +8,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conformance.conftest import LLMThread, Server, start_server, stop_server
-from tests.scripted_llm import ScriptedLLM
+from tests.conformance.conftest import Server, start_server, stop_server
+from tests.conftest import LLMThread
 
 
 @pytest.fixture(scope="session")
-def e2e_llm() -> Iterator[LLMThread]:
-    thread = LLMThread()
-    yield thread
-    thread.stop()
-
-
-@pytest.fixture
-def scripted(e2e_llm: LLMThread) -> ScriptedLLM:
-    """The scripted LLM, emptied for this test."""
-    llm = e2e_llm.llm
-    llm.reset()
-    return llm
-
-
-@pytest.fixture(scope="session")
-def dev_server(e2e_llm: LLMThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def dev_server(llm_thread: LLMThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Dev mode (no API keys), so ``PARLEY_PLAYGROUND=auto`` serves the playground."""
     env = {
         "PARLEY_API_KEYS": "",
         "PARLEY_PLAYGROUND": "auto",
         "PARLEY_WEBRTC_HOST_ADDRESSES": "127.0.0.1",  # aioice offers no loopback candidate otherwise
-        "PARLEY_LLM_BASE_URL": e2e_llm.llm.base_url,
+        "PARLEY_LLM_BASE_URL": llm_thread.llm.base_url,
         "PARLEY_LLM_MODEL": "scripted-model",
     }
     server = start_server(tmp_path_factory.mktemp("parley-dev"), env, name="dev")

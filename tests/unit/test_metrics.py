@@ -26,18 +26,8 @@ from parley.logging_context import (
 )
 from parley.server.metrics import METRICS, Metrics, SessionMetrics, metrics_handler, setup_metrics
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, Recorder, text_reply, tool_reply
+from tests.realtime_events import TEXT_ONLY, USER_HI, WITH_WEATHER
 
-USER_HI = {
-    "type": "conversation.item.create",
-    "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
-}
-TEXT_ONLY = {"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}}
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
-WITH_WEATHER = {"type": "session.update", "session": {"type": "realtime", "tools": [WEATHER_TOOL]}}
 TRANSCRIBE = {
     "type": "session.update",
     "session": {"type": "realtime", "audio": {"input": {"transcription": {"model": "whisper-1"}}}},

@@ -11,19 +11,8 @@ import pytest
 
 from parley.engines.base import ChatRequest, Finish, LLMEvent, TextDelta, ToolCallDelta
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, Recorder, text_reply, tool_reply
+from tests.realtime_events import TEXT_ONLY, TEXT_TURN, USER_HI, WITH_WEATHER
 from tests.wire import validate_ga
-
-USER_HI = {
-    "type": "conversation.item.create",
-    "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
-}
-TEXT_ONLY = {"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}}
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
-WITH_WEATHER = {"type": "session.update", "session": {"type": "realtime", "tools": [WEATHER_TOOL]}}
 
 
 def tone(ms: int, rate: int = 24000, amplitude: int = 8000) -> bytes:
@@ -67,19 +56,7 @@ async def test_text_turn_event_order_and_ids() -> None:
     done = await rec.wait_for("response.done")
     types = rec.types()
     start = types.index("response.created")
-    assert types[start:] == [
-        "response.created",
-        "rate_limits.updated",
-        "response.output_item.added",
-        "conversation.item.added",
-        "response.content_part.added",
-        "response.output_text.delta",
-        "response.output_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
-        "conversation.item.done",
-        "response.done",
-    ]
+    assert types[start:] == TEXT_TURN
     response = done["response"]
     assert response["status"] == "completed"
     assert response["output"][0]["content"] == [{"type": "output_text", "text": "Hello there!"}]

@@ -93,6 +93,19 @@ def count_runs(monkeypatch: pytest.MonkeyPatch, session: Any) -> list[int]:
     return runs
 
 
+async def assert_streams_sentence_by_sentence(
+    engine: TextToSpeech, session: Any, monkeypatch: pytest.MonkeyPatch, voice: str
+) -> None:
+    """Three sentences come out as three chunks, one inference each (``session`` is the engine's
+    onnxruntime session), and the first is heard before the rest is synthesized."""
+    runs = count_runs(monkeypatch, session)
+    stream = engine.synthesize(THREE_SENTENCES, voice=voice)
+    first = await anext(stream)
+    assert first.size and runs[0] == 1  # heard before the rest is synthesized
+    rest = [chunk async for chunk in stream]
+    assert len(rest) == 2 and runs[0] == 3
+
+
 # --------------------------------------------------------------------------------------------------
 # piper
 
@@ -144,12 +157,7 @@ async def test_piper_streams_sentence_by_sentence(
     models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = piper_engine(models)
-    runs = count_runs(monkeypatch, engine.load().session)
-    stream = engine.synthesize(THREE_SENTENCES, voice="alloy")
-    first = await anext(stream)
-    assert first.size and runs[0] == 1  # heard before the rest is synthesized
-    rest = [chunk async for chunk in stream]
-    assert len(rest) == 2 and runs[0] == 3
+    await assert_streams_sentence_by_sentence(engine, engine.load().session, monkeypatch, voice="alloy")
 
 
 async def test_piper_stops_when_the_caller_stops(
@@ -258,12 +266,7 @@ async def test_kokoro_streams_sentence_by_sentence(
     models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = kokoro_engine(models)
-    runs = count_runs(monkeypatch, engine.load().sess)
-    stream = engine.synthesize(THREE_SENTENCES, voice="echo")
-    first = await anext(stream)
-    assert first.size and runs[0] == 1  # heard before the rest is synthesized
-    rest = [chunk async for chunk in stream]
-    assert len(rest) == 2 and runs[0] == 3
+    await assert_streams_sentence_by_sentence(engine, engine.load().sess, monkeypatch, voice="echo")
 
 
 async def test_kokoro_speed_and_text_length_change_duration(models: dict[str, Path]) -> None:

@@ -1,5 +1,6 @@
-"""Randomised interruptions of tool-calling responses: no sequence of response.create / cancel /
-barge-in / function_call_output / user text / disconnect leaves a session stuck or leaks a call.
+"""The harness and invariants of the randomised tool-call interruption tests, which check that no
+sequence of response.create / cancel / barge-in / function_call_output / user text / disconnect
+leaves a session stuck or leaks a call.
 
 Each example drives a fresh session engine (no network) with fake engines through a random list of
 client steps while a fake language model answers every request with a random reply (text, one or
@@ -25,28 +26,16 @@ import asyncio
 import base64
 import contextlib
 import itertools
-import os
 from collections import Counter
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, event, given, settings
-from hypothesis import strategies as st
+from hypothesis import event
 from hypothesis.errors import InvalidArgument
 
-from parley.engines.base import (
-    ChatRequest,
-    EngineError,
-    Finish,
-    LLMEvent,
-    TextDelta,
-    ToolCallDelta,
-    Usage,
-)
 from parley.protocol import server_events as ev
 from tests.fakes import FakeSTT, Recorder
+from tests.unit.random_llm import RandomLLM, Reply
 from tests.wire import validate_ga
 
 
@@ -54,103 +43,6 @@ def note(label: str) -> None:
     """A hypothesis statistics event (``--hypothesis-show-statistics``); ignored outside ``@given``."""
     with contextlib.suppress(InvalidArgument):
         event(label)
-
-
-# -- the fake language model ------------------------------------------------------------------------
-
-KINDS = ("text", "tool", "two_tools", "text_tool", "fail", "length", "fail_after_tool", "unknown_tool")
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One scripted answer: its shape, the loop turns to pause before each event (cycled), and whether
-    the model names its calls (else the server makes the call ids up)."""
-
-    kind: str
-    pauses: tuple[int, ...] = (0,)
-    named_calls: bool = True
-
-
-class _Fail:
-    """Stands in the event list where the model's stream breaks."""
-
-
-FAIL = _Fail()
-
-
-@dataclass
-class Request:
-    request: ChatRequest
-    call_status: dict[str, str]
-    """The status of every function call in the conversation when the model was asked."""
-
-
-@dataclass
-class RandomLLM:
-    """Answers each request with the next scripted :class:`Reply` (cycling through them)."""
-
-    replies: list[Reply]
-    name: str = "random-llm"
-    requests: list[Request] = field(default_factory=list)
-    forced: Reply | None = None
-    session: Any = None
-    _count: int = 0
-    _calls: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-    def _call(self, reply: Reply, index: int, name: str, arguments: str) -> list[LLMEvent]:
-        call_id = f"call_{next(self._calls)}" if reply.named_calls else None
-        half = len(arguments) // 2
-        return [
-            ToolCallDelta(index, call_id=call_id, name=name, arguments=arguments[:half]),
-            ToolCallDelta(index, arguments=arguments[half:]),
-        ]
-
-    def _events(self, reply: Reply) -> list[LLMEvent | _Fail]:
-        weather = '{"city": "Paris"}'
-        if reply.kind == "text":
-            return [TextDelta("Sure thing. "), TextDelta("It is done."), Usage(12, 6), Finish("stop")]
-        if reply.kind == "tool":
-            return [*self._call(reply, 0, "get_weather", weather), Finish("tool_calls")]
-        if reply.kind == "two_tools":
-            first = self._call(reply, 0, "get_weather", weather)
-            second = self._call(reply, 1, "get_time", '{"tz": "CET"}')
-            return [first[0], second[0], first[1], second[1], Finish("tool_calls")]
-        if reply.kind == "text_tool":
-            return [
-                TextDelta("Let me check. "),
-                *self._call(reply, 0, "get_weather", weather),
-                Finish("tool_calls"),
-            ]
-        if reply.kind == "fail":
-            return [TextDelta("I was about to"), FAIL]
-        if reply.kind == "unknown_tool":
-            return [*self._call(reply, 0, "get_stock", '{"symbol": "ACME"}'), Finish("tool_calls")]
-        if reply.kind == "fail_after_tool":
-            return [*self._call(reply, 0, "get_weather", weather), FAIL]
-        assert reply.kind == "length"
-        return [*self._call(reply, 0, "get_weather", '{"city": "Par'), Finish("length")]
-
-    async def stream(self, request: ChatRequest) -> AsyncIterator[LLMEvent]:
-        status = {
-            str(item.data["call_id"]): str(item.data["status"])
-            for item in self.session.conversation.items()
-            if item.type == "function_call"
-        }
-        self.requests.append(Request(request, status))
-        if self.forced is not None:
-            reply = self.forced
-        else:
-            reply = self.replies[self._count % len(self.replies)]
-            self._count += 1
-        for index, item in enumerate(self._events(reply)):
-            for _ in range(reply.pauses[index % len(reply.pauses)]):
-                await asyncio.sleep(0)
-            if isinstance(item, _Fail):
-                raise EngineError("scripted language model failure")
-            yield item
-
-    async def warm_up(self) -> None:
-        pass
 
 
 # -- the session under test -------------------------------------------------------------------------
@@ -510,102 +402,3 @@ async def run_scenario(
     finally:
         if h.closed_at is None:
             await h.session.close()
-
-
-# -- strategies -------------------------------------------------------------------------------------
-
-replies_st = st.lists(
-    st.builds(
-        Reply,
-        kind=st.sampled_from(KINDS),
-        pauses=st.lists(st.integers(0, 4) | st.integers(0, 30), min_size=1, max_size=4).map(tuple),
-        named_calls=st.booleans(),
-    ),
-    min_size=1,
-    max_size=8,
-)
-
-_create = st.tuples(st.just("create"), st.sampled_from([0, 0, 1, 2]))
-_cancel = st.tuples(st.just("cancel"), st.none() | st.integers(-1, 2))
-_output = st.tuples(st.just("output"), st.integers(-1, 5))
-_wait = st.tuples(st.just("wait"), st.integers(0, 25))
-_barge_in = st.tuples(st.just("barge_in"), st.integers(0, 1))
-step_st = st.one_of(
-    _create,
-    _create,
-    _create,
-    _cancel,
-    _cancel,
-    _output,
-    _output,
-    st.tuples(st.just("user_text"), st.none()),
-    st.tuples(st.just("speak"), st.integers(1, 8)),
-    st.tuples(st.just("silence"), st.integers(1, 7)),
-    _barge_in,
-    _barge_in,
-    _wait,
-    _wait,
-    _wait,
-    st.tuples(st.just("drain"), st.none()),
-)
-
-
-@settings(
-    max_examples=int(os.environ.get("INTERRUPTION_EXAMPLES", "150")),  # a longer search: e.g. 5000
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    phases=[Phase.explicit, Phase.generate, Phase.shrink],
-)
-@given(
-    steps=st.lists(step_st, min_size=3, max_size=40),
-    replies=replies_st,
-    disconnect=st.booleans(),
-    validation=st.booleans(),
-)
-def test_no_interruption_sequence_sticks_or_leaks(
-    steps: list[tuple[str, int | None]], replies: list[Reply], disconnect: bool, validation: bool
-) -> None:
-    asyncio.run(run_scenario(steps, replies, disconnect, validation))
-
-
-# -- what the search found, kept as regressions --------------------------------------------------
-
-
-async def test_cancel_before_the_response_task_ran_still_ends_it() -> None:
-    await run_scenario([("create", 0), ("cancel", None)], [Reply("tool")], disconnect=False)
-
-
-async def test_disconnect_right_after_response_create_ends_it() -> None:
-    await run_scenario([("create", 0)], [Reply("text")], disconnect=True)
-
-
-async def test_cancel_right_after_the_turn_that_started_a_response() -> None:
-    await run_scenario([("barge_in", 1), ("cancel", None)], [Reply("text")], disconnect=False)
-
-
-async def test_a_side_response_is_not_shown_a_call_still_streaming() -> None:
-    steps: list[tuple[str, int | None]] = [
-        ("create", 0),  # the model starts a call...
-        ("wait", 5),
-        ("create", 1),  # ...a side response reads the conversation meanwhile...
-        ("wait", 5),
-        ("cancel", None),  # ...and the call is cancelled
-    ]
-    replies = [Reply("tool", pauses=(0, 40)), Reply("text")]
-    await run_scenario(steps, replies, disconnect=False, validation=False)
-
-
-async def test_a_response_due_after_a_turn_never_runs_after_disconnect() -> None:
-    h = Harness(RandomLLM([Reply("text", pauses=(20,)), Reply("text")]))
-    await h.start()
-    await h.audio(TONE, 6)  # the user speaks; no response runs, so the turn starts at once
-    await h.create("default")  # the client asks for a response meanwhile
-    await asyncio.sleep(0)
-    await h.audio(SILENCE, 6)  # the turn ends while that response runs: another is due after it
-    assert h.session.audio._auto_response_pending
-    for _ in range(1000):  # the first response ends, and the due one is spawned
-        if h.session.background:
-            break
-        await asyncio.sleep(0)
-    await h.close()  # the client disconnects before the due response started
