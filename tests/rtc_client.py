@@ -9,7 +9,6 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 import aiohttp
@@ -20,6 +19,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
 from parley.transports.aiortc_tuning import apply as tune_aiortc
+from parley.transports.rtc_audio import FrameClock, mono_frame, received_frames
 
 PCM = npt.NDArray[np.int16]
 RATE = 48000
@@ -34,8 +34,7 @@ class Microphone(MediaStreamTrack):
     def __init__(self) -> None:
         super().__init__()
         self._queue = np.zeros(0, dtype=np.int16)
-        self._start: float | None = None
-        self._pts = 0
+        self._clock = FrameClock(RATE, FRAME)
         self.sent_until: float | None = None
         """Wall time when the last queued sample was sent."""
 
@@ -49,24 +48,13 @@ class Microphone(MediaStreamTrack):
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        else:
-            self._pts += FRAME
-            wait = self._start + self._pts / RATE - now
-            if wait > 0:
-                await asyncio.sleep(wait)
+        pts = await self._clock.next_pts()
         chunk, self._queue = self._queue[:FRAME], self._queue[FRAME:]
         if len(chunk):
             self.sent_until = time.monotonic()
         pcm = np.zeros(FRAME, dtype=np.int16)
         pcm[: len(chunk)] = chunk
-        frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self._pts
-        frame.time_base = Fraction(1, RATE)
-        return frame
+        return mono_frame(pcm, RATE, pts)
 
 
 @dataclass
@@ -98,12 +86,7 @@ class RtcClient:
         self._tasks.append(asyncio.ensure_future(self._record(track)))
 
     async def _record(self, track: MediaStreamTrack) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            assert isinstance(frame, AudioFrame)
+        async for frame in received_frames(track):
             channels = len(frame.layout.channels)
             pcm = frame.to_ndarray().reshape(-1, channels)[:, 0].astype(np.int16)
             self.heard.append((time.monotonic(), pcm))

@@ -1,17 +1,47 @@
 """What the engines that talk to OpenAI-compatible servers (language model, speech to text, text to
-speech) share: the placeholder key, and one mapping of the ``openai`` client's failures to clear
-:class:`EngineError` messages that name the server and the setting to check."""
+speech) share: the placeholder key, the speech engines' server settings, and one mapping of the
+``openai`` client's failures to clear :class:`EngineError` messages that name the server and the
+setting to check."""
 
 from __future__ import annotations
+
+from typing import Literal, TypedDict
 
 import httpx2
 import openai
 
-from parley.config import env_name
+from parley.config import Settings, env_name
 from parley.engines.base import EngineError
 
 NO_API_KEY = "parley-no-key"
 """Sent when no key is configured: local servers ignore it, and the client refuses an empty one."""
+
+
+class SpeechServer(TypedDict):
+    """The server an openai speech engine talks to: the engine's first arguments."""
+
+    base_url: str
+    model: str
+    api_key: str | None
+    timeout_s: float
+
+
+def speech_server(settings: Settings, stage: Literal["stt", "tts"]) -> SpeechServer:
+    """The ``PARLEY_{STAGE}_OPENAI_*`` settings of an openai speech engine (an EngineError when the
+    server's URL is not set)."""
+    prefix = f"{stage}_openai"
+    base_url: str | None = getattr(settings, f"{prefix}_base_url")
+    if not base_url:
+        raise EngineError(
+            f"The openai {stage.upper()} engine needs the URL of an OpenAI-compatible speech server: set "
+            f"{env_name(f'{prefix}_base_url')} (for example http://127.0.0.1:8001/v1 for speaches)"
+        )
+    return SpeechServer(
+        base_url=base_url,
+        model=getattr(settings, f"{prefix}_model"),
+        api_key=getattr(settings, f"{prefix}_api_key"),
+        timeout_s=getattr(settings, f"{prefix}_timeout_s"),
+    )
 
 
 def capital(text: str) -> str:

@@ -7,18 +7,18 @@ from typing import Any
 
 from parley import ids
 from parley.protocol import mcp_events
+from parley.protocol.server_events import Event
 from parley.realtime.conversation import Item
-from parley.realtime.response_output import OutputTarget
+from parley.realtime.response_output import ArgumentsWriter, OutputTarget
 
 
-class McpCallWriter:
+class McpCallWriter(ArgumentsWriter):
     """``output_item.added``, arguments (delta, done), ``in_progress``, then ``completed`` with the
     output or ``failed`` with the error, and ``output_item.done``; each exactly once."""
 
     def __init__(
         self, target: OutputTarget, *, name: str, server_label: str, approval_request_id: str | None = None
     ) -> None:
-        self.target = target
         data: dict[str, Any] = {
             "id": ids.item_id(),
             "type": "mcp_call",
@@ -28,26 +28,13 @@ class McpCallWriter:
         }
         if approval_request_id is not None:
             data["approval_request_id"] = approval_request_id
-        self.item = Item(data=data)
-        self._output_index = -1
+        super().__init__(target, Item(data=data))
         self.running = False
         self.finished = False
 
-    @property
-    def arguments(self) -> str:
-        return str(self.item.data["arguments"])
-
-    async def start(self) -> None:
-        self._output_index = await self.target.add(self.item)
-
-    async def push(self, delta: str) -> None:
-        if not delta:
-            return
-        self.item.data["arguments"] += delta
-        await self.target.emit(
-            mcp_events.mcp_call_arguments_delta(
-                self.target.response_id, self.item.id, self._output_index, delta
-            )
+    def _arguments_delta(self, delta: str) -> Event:
+        return mcp_events.mcp_call_arguments_delta(
+            self.target.response_id, self.item.id, self._output_index, delta
         )
 
     async def arguments_done(self) -> None:

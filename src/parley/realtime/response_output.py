@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -167,31 +168,14 @@ class MessageWriter:
         await self.target.done(self.item, self._output_index)
 
 
-class FunctionCallWriter:
-    """A ``function_call`` item whose arguments stream in."""
+class ArgumentsWriter(ABC):
+    """An output item whose ``arguments`` stream in: added by ``start``, then grown by ``push``,
+    each delta announced with the event ``_arguments_delta`` makes."""
 
-    def __init__(self, target: OutputTarget, *, name: str, call_id: str | None) -> None:
+    def __init__(self, target: OutputTarget, item: Item) -> None:
         self.target = target
-        self.item = Item(
-            data={
-                "id": ids.item_id(),
-                "object": "realtime.item",
-                "type": "function_call",
-                "status": "in_progress",
-                "name": name,
-                "call_id": call_id or ids.call_id(),
-                "arguments": "",
-            }
-        )
+        self.item = item
         self._output_index = -1
-
-    @property
-    def name(self) -> str:
-        return str(self.item.data["name"])
-
-    @property
-    def call_id(self) -> str:
-        return str(self.item.data["call_id"])
 
     @property
     def arguments(self) -> str:
@@ -204,10 +188,41 @@ class FunctionCallWriter:
         if not delta:
             return
         self.item.data["arguments"] += delta
-        await self.target.emit(
-            ev.function_call_arguments_delta(
-                self.target.response_id, self.item.id, self._output_index, self.call_id, delta
-            )
+        await self.target.emit(self._arguments_delta(delta))
+
+    @abstractmethod
+    def _arguments_delta(self, delta: str) -> ev.Event:
+        """The event announcing ``delta``, already added to the arguments."""
+
+
+class FunctionCallWriter(ArgumentsWriter):
+    """A ``function_call`` item whose arguments stream in."""
+
+    def __init__(self, target: OutputTarget, *, name: str, call_id: str | None) -> None:
+        item = Item(
+            data={
+                "id": ids.item_id(),
+                "object": "realtime.item",
+                "type": "function_call",
+                "status": "in_progress",
+                "name": name,
+                "call_id": call_id or ids.call_id(),
+                "arguments": "",
+            }
+        )
+        super().__init__(target, item)
+
+    @property
+    def name(self) -> str:
+        return str(self.item.data["name"])
+
+    @property
+    def call_id(self) -> str:
+        return str(self.item.data["call_id"])
+
+    def _arguments_delta(self, delta: str) -> ev.Event:
+        return ev.function_call_arguments_delta(
+            self.target.response_id, self.item.id, self._output_index, self.call_id, delta
         )
 
     async def done(self, status: str) -> None:

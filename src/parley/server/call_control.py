@@ -5,8 +5,10 @@ server itself starts with the application when ``PARLEY_SIP_PORT`` is set."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +28,9 @@ from parley.transports.websocket import ENGINES, LIVE, SETTINGS
 log = logging.getLogger("parley.sip")
 
 SIP = web.AppKey("sip", SipServer)
+
+ControlHandler = Callable[[web.Request, SipCall, dict[str, Any]], Awaitable[web.Response]]
+"""A call-control route's own work, given the call and the request's JSON body."""
 
 
 def add_call_control(app: web.Application) -> None:
@@ -75,16 +80,21 @@ async def _sip_call(request: web.Request) -> SipCall | web.Response:
     return call
 
 
-async def _control(request: web.Request) -> tuple[SipCall, dict[str, Any]] | web.Response:
-    """The SIP call a control request names (the caller's key must control it) and its JSON body,
-    or the error to send."""
-    call = await _sip_call(request)
-    if isinstance(call, web.Response):
-        return call
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
-    return call, body
+def _call_control(handle: ControlHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The route for ``handle``: it gets the SIP call the request names (the caller's key must
+    control it) and the JSON body; a request without them gets the error instead."""
+
+    @functools.wraps(handle)
+    async def route(request: web.Request) -> web.Response:
+        call = await _sip_call(request)
+        if isinstance(call, web.Response):
+            return call
+        body = await _body(request)
+        if isinstance(body, web.Response):
+            return body
+        return await handle(request, call, body)
+
+    return route
 
 
 async def _body(request: web.Request) -> dict[str, Any] | web.Response:
@@ -99,46 +109,38 @@ async def _body(request: web.Request) -> dict[str, Any] | web.Response:
     return body
 
 
-async def accept_call(request: web.Request) -> web.Response:
-    control = await _control(request)
-    if isinstance(control, web.Response):
-        return control
-    call, body = control
+def _while_ringing(answer: Callable[[], None]) -> web.Response:
+    """200 once ``answer`` (accepting or rejecting the call) is done; 409 if the call no longer rings."""
+    try:
+        answer()
+    except RuntimeError as exc:
+        return error_response(str(exc), code="call_not_ringing", status=409)
+    return web.Response(status=200)
+
+
+@_call_control
+async def accept_call(request: web.Request, call: SipCall, body: dict[str, Any]) -> web.Response:
     if body.get("type") != "realtime":
         return error_response("The session must have type 'realtime'.", param="type")
     try:
         effective_session(_settings(request), phone_session(_settings(request), call.codec, body))
     except ProtocolError as exc:
         return error_response(exc.message, code=exc.code, param=(exc.param or "").removeprefix("session."))
-    try:
-        call.accept(body)
-    except RuntimeError as exc:
-        return error_response(str(exc), code="call_not_ringing", status=409)
-    return web.Response(status=200)
+    return _while_ringing(lambda: call.accept(body))
 
 
-async def reject_call(request: web.Request) -> web.Response:
-    control = await _control(request)
-    if isinstance(control, web.Response):
-        return control
-    call, body = control
+@_call_control
+async def reject_call(request: web.Request, call: SipCall, body: dict[str, Any]) -> web.Response:
     status = body.get("status_code", 603)
     if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 699:
         return error_response(
             "'status_code' must be a SIP error status from 400 to 699.", param="status_code"
         )
-    try:
-        call.reject(status)
-    except RuntimeError as exc:
-        return error_response(str(exc), code="call_not_ringing", status=409)
-    return web.Response(status=200)
+    return _while_ringing(lambda: call.reject(status))
 
 
-async def refer_call(request: web.Request) -> web.Response:
-    control = await _control(request)
-    if isinstance(control, web.Response):
-        return control
-    call, body = control
+@_call_control
+async def refer_call(request: web.Request, call: SipCall, body: dict[str, Any]) -> web.Response:
     target = body.get("target_uri")
     if not isinstance(target, str) or not target.startswith(("tel:", "sip:", "sips:")):
         return error_response("'target_uri' must be a tel: or sip: URI.", param="target_uri")

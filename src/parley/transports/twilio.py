@@ -35,7 +35,8 @@ from parley.logging_context import bind_session
 from parley.protocol import server_events as ev
 from parley.protocol.errors import ProtocolError
 from parley.realtime.session import Direction, RealtimeSession
-from parley.transports.services import Calls, LiveSession, Services, SessionWatch
+from parley.transports.call_life import CallEnding, listed_live, start_session
+from parley.transports.services import Calls, Services, SessionWatch
 
 log = logging.getLogger("parley.twilio")
 
@@ -123,7 +124,7 @@ async def read_start(ws: web.WebSocketResponse) -> StreamStart | None:
     return None
 
 
-class TwilioCall:
+class TwilioCall(CallEnding):
     """One Twilio media stream (a phone call) and the realtime session it carries."""
 
     def __init__(
@@ -136,6 +137,7 @@ class TwilioCall:
         services: Services,
         model: str,
     ) -> None:
+        super().__init__()
         self.id = f"twilio_{start.call_sid}"
         self.key_id: str | None = None
         """No API key opened it: any key of the server may control it."""
@@ -159,9 +161,7 @@ class TwilioCall:
         self._outbound: asyncio.Queue[str] = asyncio.Queue()
         self._audio = asyncio.Event()
         """Set when response audio is queued: the pacer wakes up."""
-        self._ended = asyncio.Event()
         self._done = asyncio.Event()
-        self.end_reason = ""
         self._next_frame_at = 0.0
         self.frames_in = 0
         self.frames_out = 0
@@ -174,19 +174,12 @@ class TwilioCall:
 
     async def run(self, session_update: dict[str, Any] | None = None) -> None:
         """Run the session until the call ends (``stop``, the socket closes, hangup), then free it."""
-        live = self.services.live
-        if live is not None:
-            live.add(LiveSession(self.session, lambda: self.end("server_shutting_down")))
         sids = (self.id, self.start.stream_sid, self.session.id, os.getpid())
         log.info("call %s (stream %s, session %s) opened, pid %d", *sids)
         tasks: list[asyncio.Task[None]] = []
-        with bind_session(self.session.id, self.id):
+        with listed_live(self.services, self.session, self.end), bind_session(self.session.id, self.id):
             try:
-                await self.session.start(self.services.initial_session)
-                if session_update is not None:
-                    await self.session.handle_text(
-                        json.dumps({"type": "session.update", "session": session_update})
-                    )
+                await start_session(self.session, self.services, session_update)
                 tasks = [
                     asyncio.create_task(self._write(), name="twilio writer"),
                     asyncio.create_task(self._play(), name="twilio pacer"),
@@ -199,8 +192,6 @@ class TwilioCall:
                 self.end_reason = self.end_reason or "server_error"
             finally:
                 await self._close(tasks)
-                if live is not None:
-                    live.remove(self.session.id)
                 self._done.set()
 
     async def _greet(self) -> None:
@@ -213,14 +204,6 @@ class TwilioCall:
     async def end(self, reason: str) -> None:
         """End the call (idempotent); ``run`` then closes the stream, and Twilio hangs up."""
         self._end(reason)
-
-    def _end(self, reason: str) -> None:
-        if not self._ended.is_set():
-            self.end_reason = reason
-            self._ended.set()
-
-    async def wait_ended(self) -> None:
-        await self._ended.wait()
 
     async def wait_done(self) -> None:
         """Until ``run`` has freed everything."""

@@ -21,7 +21,6 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -47,7 +46,9 @@ from parley.protocol.errors import ProtocolError
 from parley.realtime.playback import Playback
 from parley.realtime.session import RealtimeSession, SessionType
 from parley.transports.aiortc_tuning import apply as tune_aiortc
-from parley.transports.services import LiveSession, Services, SessionWatch
+from parley.transports.call_life import CallEnding, listed_live, start_session
+from parley.transports.rtc_audio import FrameClock, mono_frame, received_frames
+from parley.transports.services import Services, SessionWatch
 
 log = logging.getLogger("parley.webrtc")
 
@@ -74,31 +75,16 @@ class PlayoutTrack(MediaStreamTrack):
     def __init__(self, playback: Playback) -> None:
         super().__init__()
         self._playback = playback
-        self._start: float | None = None
-        self._timestamp = 0
+        self._clock = FrameClock(PLAYOUT_RATE, FRAME_SAMPLES, catch_up_after_s=0.2)
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        else:
-            self._timestamp += FRAME_SAMPLES
-            wait = self._start + self._timestamp / PLAYOUT_RATE - now
-            if wait > 0:
-                await asyncio.sleep(wait)
-            elif wait < -0.2:  # the loop was stalled: go on from now rather than send a burst
-                self._start -= wait
-        pcm = self._playback.buffer.read(FRAME_SAMPLES)
-        frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = PLAYOUT_RATE
-        frame.pts = self._timestamp
-        frame.time_base = Fraction(1, PLAYOUT_RATE)
-        return frame
+        pts = await self._clock.next_pts()
+        return mono_frame(self._playback.buffer.read(FRAME_SAMPLES), PLAYOUT_RATE, pts)
 
 
-class RealtimeCall:
+class RealtimeCall(CallEnding):
     """One WebRTC call: a peer connection and the realtime session it carries."""
 
     def __init__(
@@ -111,6 +97,7 @@ class RealtimeCall:
         session_type: SessionType = "realtime",
         beta: bool = False,
     ) -> None:
+        super().__init__()
         tune_aiortc(settings.webrtc_host_addresses)
         self.id = ids.rtc_call_id()
         self.settings = settings
@@ -136,8 +123,6 @@ class RealtimeCall:
         self._channel: RTCDataChannel | None = None
         self._pending: deque[str] = deque(maxlen=MAX_PENDING_EVENTS)
         self._inbound: asyncio.Queue[str] = asyncio.Queue(MAX_INBOUND_EVENTS)
-        self._ended = asyncio.Event()
-        self.end_reason = ""
         self._tasks: set[asyncio.Task[None]] = set()
         self._created = time.monotonic()
         self._last_media: float | None = None
@@ -161,23 +146,14 @@ class RealtimeCall:
 
     async def run(self, session_update: dict[str, Any] | None = None) -> None:
         """Run the session until the call ends, then free everything."""
-        live = self.services.live
-        if live is not None:
-            live.add(LiveSession(self.session, lambda: self.end("server_shutting_down")))
         log.info("call %s (session %s) opened, pid %d", self.id, self.session.id, os.getpid())
-        with bind_session(self.session.id):
+        with listed_live(self.services, self.session, self.end), bind_session(self.session.id):
             try:
-                await self.session.start(self.services.initial_session)
-                if session_update is not None:
-                    await self.session.handle_text(
-                        json.dumps({"type": "session.update", "session": session_update})
-                    )
+                await start_session(self.session, self.services, session_update)
                 self._spawn(self._handle_events(), "webrtc events")
                 await self._watchdog()
             finally:
                 await self._close()
-                if live is not None:
-                    live.remove(self.session.id)
 
     async def abandon(self) -> None:
         """Free a call whose offer could not be answered (it never ran)."""
@@ -189,12 +165,7 @@ class RealtimeCall:
 
     async def end(self, reason: str) -> None:
         """End the call (idempotent); ``run`` then frees it."""
-        if not self._ended.is_set():
-            self.end_reason = reason
-            self._ended.set()
-
-    async def wait_ended(self) -> None:
-        await self._ended.wait()
+        self._end(reason)
 
     async def _watchdog(self) -> None:
         timeout = self.settings.webrtc_media_timeout_s
@@ -276,12 +247,7 @@ class RealtimeCall:
     async def _listen(self, track: MediaStreamTrack) -> None:
         """The caller's audio, decoded by aiortc (48 kHz), into the session's input format."""
         resampler: StreamResampler | None = None
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            assert isinstance(frame, AudioFrame)
+        async for frame in received_frames(track):
             self._last_media = time.monotonic()
             self.frames_in += 1
             channels = len(frame.layout.channels)

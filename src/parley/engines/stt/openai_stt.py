@@ -37,7 +37,7 @@ from parley.audio.resample import StreamResampler
 from parley.audio.wav import wav_bytes
 from parley.config import Settings, env_name
 from parley.engines.base import PCM, EngineError, Transcription, Word
-from parley.engines.openai_client import NO_API_KEY, capital, error_message, speech_error
+from parley.engines.openai_client import NO_API_KEY, capital, error_message, speech_error, speech_server
 from parley.engines.stt.streams import mono_int16
 
 log = logging.getLogger("parley.engines.stt.openai")
@@ -381,15 +381,4 @@ async def _shut(http: aiohttp.ClientSession | None, ws: aiohttp.ClientWebSocketR
 
 
 def create(settings: Settings) -> OpenAISTT:
-    if not settings.stt_openai_base_url:
-        raise EngineError(
-            "The openai STT engine needs the URL of an OpenAI-compatible speech server: set "
-            f"{env_name('stt_openai_base_url')} (for example http://127.0.0.1:8001/v1 for speaches)"
-        )
-    return OpenAISTT(
-        settings.stt_openai_base_url,
-        model=settings.stt_openai_model,
-        api_key=settings.stt_openai_api_key,
-        timeout_s=settings.stt_openai_timeout_s,
-        realtime=settings.stt_openai_realtime,
-    )
+    return OpenAISTT(**speech_server(settings, "stt"), realtime=settings.stt_openai_realtime)

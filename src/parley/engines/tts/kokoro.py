@@ -17,14 +17,9 @@ Kokoro's voice list: ``a`` American English, ``b`` British English, ``e`` Spanis
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import logging
 import math
-import threading
-import time
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,14 +28,11 @@ import numpy.typing as npt
 
 from parley.config import Settings
 from parley.engines.base import PCM, EngineError, MissingDependencyError
-from parley.engines.tts.pieces import speak_pieces, speakable_pieces
+from parley.engines.tts.onnx_engine import OnnxTTS
 from parley.engines.tts.voices import resolve_voice
-from parley.protocol.session_config import VOICES
 
 if TYPE_CHECKING:
     from kokoro_onnx import Kokoro
-
-log = logging.getLogger("parley.engines.tts.kokoro")
 
 NAME = "kokoro"
 MODEL_SETTING = "PARLEY_TTS_KOKORO_MODEL"
@@ -49,7 +41,6 @@ INSTALL = "pip install 'parley[kokoro]'"
 SAMPLE_RATE = 24000
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
 SENTENCE_PAUSE_S, CLAUSE_PAUSE_S = 0.25, 0.1
-WARM_UP_TEXT = "Hello."
 
 # Realtime API voice -> Kokoro v1.0 voice (hexgrad/Kokoro-82M VOICES.md), alike in gender and manner,
 # preferring the better-graded voices of each kind.
@@ -123,10 +114,13 @@ def _existing(path: Path | None, setting: str, what: str, example: str) -> Path:
     return path
 
 
-class KokoroTTS:
+class KokoroTTS(OnnxTTS["Kokoro"]):
     """Kokoro speaking with the Realtime API's voice names."""
 
     name = NAME
+    model_setting = MODEL_SETTING
+    model_kind = "kokoro model"
+    load_failure = "could not load kokoro from"
     sample_rate = SAMPLE_RATE
 
     def __init__(
@@ -137,21 +131,13 @@ class KokoroTTS:
         default_voice: str = "marin",
         voice_map: dict[str, dict[str, str]] | None = None,
     ) -> None:
-        self.model = model
+        super().__init__(model, default_voice=default_voice, voice_map=voice_map)
         self.voices_file = voices_file
-        self.default_voice = default_voice
         self.available = read_voice_names(voices_file)
-        self._voice_map = voice_map or {}
         self._builtin = {api: voice for api, voice in VOICE_MAP.items() if voice in self.available}
         fallback = DEFAULT_VOICE if DEFAULT_VOICE in self.available else self.available[0]
         self._default = self._resolve(default_voice, fallback)
-        self._kokoro: Kokoro | None = None
         self._styles: dict[str, npt.NDArray[np.float32]] = {}
-        self._load_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parley-kokoro")
-
-    def voices(self) -> list[str]:
-        return list(VOICES)
 
     def _resolve(self, api_voice: str, default: str) -> str:
         voice = resolve_voice(
@@ -173,21 +159,11 @@ class KokoroTTS:
         """The Kokoro voice an API voice (or a Kokoro voice name) speaks with."""
         return self._resolve(voice, self._default)
 
-    def load(self) -> Kokoro:
-        """Load the model and voices (blocking; once). ``warm_up`` does it on the worker thread."""
-        with self._load_lock:
-            if self._kokoro is None:
-                from kokoro_onnx import Kokoro
+    def _open(self) -> Kokoro:
+        """The model and voices."""
+        from kokoro_onnx import Kokoro
 
-                started = time.perf_counter()
-                try:
-                    self._kokoro = Kokoro(str(self.model), str(self.voices_file))
-                except Exception as exc:  # onnxruntime reports a bad model with its own types
-                    raise EngineError(
-                        f"{MODEL_SETTING}: could not load kokoro from {self.model}: {exc}"
-                    ) from exc
-                log.info("kokoro model %s loaded in %.2f s", self.model.name, time.perf_counter() - started)
-            return self._kokoro
+        return Kokoro(str(self.model), str(self.voices_file))
 
     def _synthesize_blocking(self, text: str, voice: str, speed: float) -> PCM:
         from kokoro_onnx.chunker import pause_after
@@ -205,21 +181,10 @@ class KokoroTTS:
             raise EngineError(f"kokoro synthesis failed: {exc}") from exc
         return to_pcm(audio, pause_after(phonemes, SENTENCE_PAUSE_S, CLAUSE_PAUSE_S))
 
-    async def synthesize(self, text: str, *, voice: str, speed: float = 1.0) -> AsyncIterator[PCM]:
-        pieces = speakable_pieces(text)
-        if not pieces:
-            return
-        speak = functools.partial(
+    def _piece_synthesizer(self, voice: str, speed: float) -> Callable[[str], PCM]:
+        return functools.partial(
             self._synthesize_blocking, voice=self.kokoro_voice(voice), speed=clamp_speed(speed)
         )
-        async for pcm in speak_pieces(pieces, self._executor, speak):
-            yield pcm
-
-    async def warm_up(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.load)
-        async for _ in self.synthesize(WARM_UP_TEXT, voice=self.default_voice):
-            pass
 
 
 def create(settings: Settings) -> KokoroTTS:

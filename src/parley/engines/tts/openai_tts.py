@@ -23,9 +23,9 @@ import numpy as np
 import openai
 from openai import AsyncOpenAI, omit
 
-from parley.config import Settings, env_name
+from parley.config import Settings
 from parley.engines.base import PCM, EngineError
-from parley.engines.openai_client import NO_API_KEY, capital, speech_error
+from parley.engines.openai_client import NO_API_KEY, capital, speech_error, speech_server
 from parley.engines.tts.voices import resolve_voice
 from parley.protocol.session_config import VOICES
 
@@ -148,16 +148,6 @@ class OpenAITTS:
 
 
 def create(settings: Settings) -> OpenAITTS:
-    if not settings.tts_openai_base_url:
-        raise EngineError(
-            "The openai TTS engine needs the URL of an OpenAI-compatible speech server: set "
-            f"{env_name('tts_openai_base_url')} (for example http://127.0.0.1:8001/v1 for speaches)"
-        )
     return OpenAITTS(
-        settings.tts_openai_base_url,
-        model=settings.tts_openai_model,
-        api_key=settings.tts_openai_api_key,
-        timeout_s=settings.tts_openai_timeout_s,
-        voice_map=settings.tts_voice_map,
-        default_voice=settings.voice,
+        **speech_server(settings, "tts"), voice_map=settings.tts_voice_map, default_voice=settings.voice
     )

@@ -18,15 +18,10 @@ divides the voice's length scale.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
-import logging
 import math
-import threading
-import time
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +29,7 @@ import numpy as np
 
 from parley.config import Settings
 from parley.engines.base import PCM, EngineError, MissingDependencyError
-from parley.engines.tts.pieces import speak_pieces, speakable_pieces
+from parley.engines.tts.onnx_engine import OnnxTTS
 from parley.engines.tts.voices import resolve_voice
 from parley.protocol.session_config import VOICES
 
@@ -42,13 +37,10 @@ if TYPE_CHECKING:
     from piper import PiperVoice, SynthesisConfig
     from piper.config import PiperConfig
 
-log = logging.getLogger("parley.engines.tts.piper")
-
 NAME = "piper"
 SETTING = "PARLEY_TTS_PIPER_VOICE"
 INSTALL = "pip install 'parley[piper]'"
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
-WARM_UP_TEXT = "Hello."
 
 
 def speaker_table(speakers: dict[str, int], num_speakers: int) -> dict[str, str]:
@@ -92,10 +84,13 @@ def _load_config(model: Path) -> PiperConfig:
         raise EngineError(f"{SETTING}: {config_path} is not a piper voice config ({exc!r})") from exc
 
 
-class PiperTTS:
+class PiperTTS(OnnxTTS["PiperVoice"]):
     """A Piper voice speaking with the Realtime API's voice names."""
 
     name = NAME
+    model_setting = SETTING
+    model_kind = "piper voice"
+    load_failure = "could not load the piper voice"
 
     def __init__(
         self,
@@ -104,11 +99,9 @@ class PiperTTS:
         default_voice: str = "marin",
         voice_map: dict[str, dict[str, str]] | None = None,
     ) -> None:
-        self.model = model
-        self.default_voice = default_voice
+        super().__init__(model, default_voice=default_voice, voice_map=voice_map)
         self.config = _load_config(model)
         self.sample_rate = self.config.sample_rate
-        self._voice_map = voice_map or {}
         self._speakers = dict(self.config.speaker_id_map)
         self._builtin = speaker_table(self._speakers, self.config.num_speakers)
         available = set(self._speakers) | {str(i) for i in range(self.config.num_speakers)}
@@ -116,12 +109,6 @@ class PiperTTS:
         self._default_speaker = self.config.default_speaker_id
         if self.config.num_speakers > 1:  # a single-speaker voice ignores the voice name
             self._default_speaker = self._speaker(default_voice, str(self._default_speaker))
-        self._voice: PiperVoice | None = None
-        self._load_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parley-piper")
-
-    def voices(self) -> list[str]:
-        return list(VOICES)
 
     def speaker_id(self, voice: str) -> int | None:
         """The speaker id an API voice (or a speaker name) speaks with; None for a single-speaker voice."""
@@ -147,21 +134,11 @@ class PiperTTS:
             f"does not have (it has {', '.join(sorted(self._speakers)) or self.config.num_speakers})"
         )
 
-    def load(self) -> PiperVoice:
-        """Load the voice (blocking; once). ``warm_up`` does it on the worker thread."""
-        with self._load_lock:
-            if self._voice is None:
-                from piper import PiperVoice
+    def _open(self) -> PiperVoice:
+        """The voice."""
+        from piper import PiperVoice
 
-                started = time.perf_counter()
-                try:
-                    self._voice = PiperVoice.load(self.model, download_dir=self.model.parent)
-                except Exception as exc:  # onnxruntime reports a bad model with its own types
-                    raise EngineError(
-                        f"{SETTING}: could not load the piper voice {self.model}: {exc}"
-                    ) from exc
-                log.info("piper voice %s loaded in %.2f s", self.model.name, time.perf_counter() - started)
-            return self._voice
+        return PiperVoice.load(self.model, download_dir=self.model.parent)
 
     def _synthesize_blocking(self, text: str, syn_config: SynthesisConfig) -> PCM:
         voice = self.load()
@@ -171,24 +148,13 @@ class PiperTTS:
             raise EngineError(f"piper synthesis failed: {exc}") from exc
         return np.concatenate(chunks).astype(np.int16, copy=False) if chunks else np.zeros(0, np.int16)
 
-    async def synthesize(self, text: str, *, voice: str, speed: float = 1.0) -> AsyncIterator[PCM]:
+    def _piece_synthesizer(self, voice: str, speed: float) -> Callable[[str], PCM]:
         from piper import SynthesisConfig
 
-        pieces = speakable_pieces(text)
-        if not pieces:
-            return
         syn_config = SynthesisConfig(
             speaker_id=self.speaker_id(voice), length_scale=length_scale(self.config.length_scale, speed)
         )
-        speak = functools.partial(self._synthesize_blocking, syn_config=syn_config)
-        async for pcm in speak_pieces(pieces, self._executor, speak):
-            yield pcm
-
-    async def warm_up(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.load)
-        async for _ in self.synthesize(WARM_UP_TEXT, voice=self.default_voice):
-            pass
+        return functools.partial(self._synthesize_blocking, syn_config=syn_config)
 
 
 def create(settings: Settings) -> PiperTTS:
