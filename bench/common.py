@@ -5,6 +5,7 @@ The benchmarks print figures; they never pass or fail on timing (DESIGN.md §7).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import json
@@ -13,11 +14,11 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -34,6 +35,8 @@ from parley.server.app import create_app  # noqa: E402
 
 WIRE_RATE = 24000
 """The wire's default input format: audio/pcm, 24 kHz, mono, 16-bit little-endian."""
+
+R = TypeVar("R")
 
 
 # -------------------------------------------------------------------------------------- machine
@@ -270,3 +273,26 @@ def pcm_chunks(pcm: bytes, chunk_ms: int = 100, rate: int = WIRE_RATE) -> list[b
     """16-bit mono PCM split into ``chunk_ms`` pieces."""
     step = rate * 2 * chunk_ms // 1000
     return [pcm[i : i + step] for i in range(0, len(pcm), step)]
+
+
+# -------------------------------------------------------------------------------------- command line
+
+
+def counted_parser(
+    doc: str, dest: str, what: str, count: int, warmup: int, warmup_help: str
+) -> argparse.ArgumentParser:
+    """A parser described by the benchmark's docstring, with ``-n/--<dest>`` (how many ``what`` are
+    measured, default ``count``) and ``--warmup`` (how many run first, default ``warmup``)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", f"--{dest}", type=int, default=count, help=f"measured {what} (default {count})")
+    parser.add_argument("--warmup", type=int, default=warmup, help=f"{warmup_help} (default {warmup})")
+    return parser
+
+
+def run_and_report(
+    bench: Callable[[argparse.Namespace], Coroutine[Any, Any, R]],
+    report: Callable[[R, argparse.Namespace], None],
+    args: argparse.Namespace,
+) -> None:
+    """Run ``bench(args)`` on a fresh event loop, then print what it measured with ``report``."""
+    report(asyncio.run(bench(args)), args)

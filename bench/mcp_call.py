@@ -16,7 +16,6 @@ uvicorn on a free ``127.0.0.1`` port from a thread of this process with its own 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests.mcp_server import McpTestServer
 
-from common import header, ms, percentile, table
+from common import counted_parser, header, ms, percentile, run_and_report, table
 from parley.tools.mcp import McpConnection
 
 ARGUMENTS = {"order_id": "A100"}
@@ -107,20 +106,13 @@ def report(results: Results, args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("-n", "--iterations", type=int, default=200, help="measured calls (default 200)")
-    parser.add_argument(
-        "--warmup", type=int, default=20, help="calls first made and not measured (default 20)"
-    )
+    parser = counted_parser(__doc__, "iterations", "calls", 200, 20, "calls first made and not measured")
     parser.add_argument("--connects", type=int, default=20, help="measured fresh connections (default 20)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    report(asyncio.run(bench(args)), args)
+    run_and_report(bench, report, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -45,6 +45,7 @@ from common import (
     WIRE_RATE,
     RealtimeClient,
     Stamp,
+    counted_parser,
     header,
     median,
     ms,
@@ -138,11 +139,24 @@ class TimedStream:
         self.inner.close()
 
 
-class TimedSTT:
-    def __init__(self, inner: SpeechToText, marks: Marks) -> None:
-        self.inner = inner
+Engine = TypeVar("Engine", SpeechToText, LanguageModel, TextToSpeech)
+
+
+class Timed(Generic[Engine]):
+    """Wraps an engine: the same name and warm-up; subclasses add the timestamps to ``marks``."""
+
+    def __init__(self, inner: Engine, marks: Marks) -> None:
+        self.inner: Engine = inner
         self.marks = marks
         self.name = inner.name
+
+    async def warm_up(self) -> None:
+        await self.inner.warm_up()
+
+
+class TimedSTT(Timed[SpeechToText]):
+    def __init__(self, inner: SpeechToText, marks: Marks) -> None:
+        super().__init__(inner, marks)
         self.sample_rate = inner.sample_rate
 
     def start(
@@ -150,16 +164,8 @@ class TimedSTT:
     ) -> RecognitionStream:
         return TimedStream(self.inner.start(language=language, prompt=prompt, channel=channel), self.marks)
 
-    async def warm_up(self) -> None:
-        await self.inner.warm_up()
 
-
-class TimedLLM:
-    def __init__(self, inner: LanguageModel, marks: Marks) -> None:
-        self.inner = inner
-        self.marks = marks
-        self.name = inner.name
-
+class TimedLLM(Timed[LanguageModel]):
     async def stream(self, request: ChatRequest) -> AsyncIterator[LLMEvent]:
         self.marks.add("llm.start")
         first = True
@@ -169,15 +175,10 @@ class TimedLLM:
                 self.marks.add("llm.first_token")
             yield event
 
-    async def warm_up(self) -> None:
-        await self.inner.warm_up()
 
-
-class TimedTTS:
+class TimedTTS(Timed[TextToSpeech]):
     def __init__(self, inner: TextToSpeech, marks: Marks) -> None:
-        self.inner = inner
-        self.marks = marks
-        self.name = inner.name
+        super().__init__(inner, marks)
         self.sample_rate = inner.sample_rate
 
     def voices(self) -> list[str]:
@@ -191,9 +192,6 @@ class TimedTTS:
                 first = False
                 self.marks.add("tts.first_audio")
             yield chunk
-
-    async def warm_up(self) -> None:
-        await self.inner.warm_up()
 
 
 def timed(engines: Engines, marks: Marks) -> Engines:
@@ -392,13 +390,7 @@ def report(turns: list[Turn], names: str, args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("-n", "--utterances", type=int, default=10, help="measured utterances (default 10)")
-    parser.add_argument(
-        "--warmup", type=int, default=1, help="utterances run first, not measured (default 1)"
-    )
+    parser = counted_parser(__doc__, "utterances", "utterances", 10, 1, "utterances run first, not measured")
     parser.add_argument("--stt", default="pocketsphinx", help="speech-to-text engine (default pocketsphinx)")
     parser.add_argument("--tts", default="espeak", help="text-to-speech engine (default espeak)")
     parser.add_argument("--vad", default="silero", help="voice activity detector (default silero)")

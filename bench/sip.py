@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,15 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import itertools
 
-from tests.conformance.conftest import LLMThread, free_port, start_server, stop_server
+from tests.conformance.conftest import free_port
 from tests.sip_peer import RtpEar
 from tests.speech import flite_speech
 
-from common import header, percentile, table
+from common import percentile, table
 from parley import ids
 from parley.audio import g711
 from parley.transports.sip.message import parse
 from parley.transports.sip.rtp import build_rtp
+from serve_process import LATENCY_COLUMNS, latency_row, pinned_server, run
 
 SENTENCE = "please check my order status"
 SPEECH_RMS = 300.0
@@ -147,31 +146,11 @@ async def pacing(sip_port: int, count: int, window_s: float) -> list[float]:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    llm = LLMThread()
-    llm.llm.script(*(["Your order ships today."] * (args.turns + 2)))
     sip_port = free_port()
-    env = {
-        "PARLEY_LLM_BASE_URL": llm.llm.base_url,
-        "PARLEY_LLM_MODEL": "scripted-model",
-        "PARLEY_SIP_PORT": str(sip_port),
-        "PARLEY_LOG_LEVEL": "warning",
-    }
-    server = start_server(Path(tempfile.mkdtemp(prefix="parley-bench-sip-")), env, name="sip-bench")
-    try:
-        if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
-            os.sched_setaffinity(server.process.pid, {0})
-            os.sched_setaffinity(0, {1})
+    with pinned_server("sip", "Your order ships today.", args.turns + 2, {"PARLEY_SIP_PORT": str(sip_port)}):
         latencies = [await turn(sip_port) for _ in range(args.turns)]
-        stats = [percentile(latencies, 50), percentile(latencies, 95), min(latencies), max(latencies)]
         print("End of the caller's speech to the agent's first audio packet (PCMU, VAD silence 500 ms):")
-        print(
-            table(
-                [
-                    ["turns", "median ms", "p95 ms", "min ms", "max ms"],
-                    [str(args.turns), *(f"{v * 1000:.0f}" for v in stats)],
-                ]
-            )
-        )
+        print(table([LATENCY_COLUMNS, latency_row(latencies)]))
         print()
         rows = [["calls", "packets", "|gap - 20 ms| p50", "p99", "max"]]
         for count in args.calls:
@@ -180,21 +159,10 @@ async def bench(args: argparse.Namespace) -> None:
             rows.append([str(count), str(len(gaps)), *(f"{v * 1000:.2f} ms" for v in values)])
         print("Pacing of the agent's RTP at the caller, every call listening to silence:")
         print(table(rows))
-    finally:
-        stop_server(server)
-        llm.stop()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--turns", type=int, default=5)
-    parser.add_argument("--calls", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 8])
-    parser.add_argument("--window", type=float, default=10.0)
-    args = parser.parse_args()
-    header("SIP calls", "server pinned to core 0, callers on core 1")
-    asyncio.run(bench(args))
+    run(__doc__, "SIP calls", "server pinned to core 0, callers on core 1", bench)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import itertools
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,12 +37,13 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tests.conformance.conftest import LLMThread, Server, start_server, stop_server
+from tests.conformance.conftest import Server
 from tests.speech import flite_speech
 from tests.twilio_sim import FRAME, RATE, SILENCE, Media, TwilioSim
 
-from common import header, percentile, table
+from common import percentile, table
 from parley.audio.pcm import PCMU
+from serve_process import LATENCY_COLUMNS, latency_row, pinned_server, run
 
 SENTENCE = "please check my order status"
 REPLY = "Your order ships today."
@@ -147,26 +147,15 @@ async def pacing(server: Server, count: int) -> tuple[list[float], list[float]]:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    llm = LLMThread()
-    llm.llm.script(*([REPLY] * (args.turns * 2 + 2)))
-    tmp = Path(tempfile.mkdtemp(prefix="parley-bench-telephony-"))
-    env = {
-        "PARLEY_LLM_BASE_URL": llm.llm.base_url,
-        "PARLEY_LLM_MODEL": "scripted-model",
-        "PARLEY_PHONE_GREETING": GREETING,
-        "PARLEY_LOG_LEVEL": "warning",
-    }
-    server = start_server(tmp, env, name="telephony-bench")
-    try:
-        if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
-            os.sched_setaffinity(server.process.pid, {0})
-            os.sched_setaffinity(0, {1})
+    env = {"PARLEY_PHONE_GREETING": GREETING}
+    with pinned_server("telephony", REPLY, args.turns * 2 + 2, env) as server:
         bridge = await bridge_turns(server, args.turns)
         ws = await websocket_turns(server, args.turns)
-        rows = [["path", "turns", "median ms", "p95 ms", "min ms", "max ms"]]
-        for name, values in (("twilio bridge", bridge), ("websocket pcmu", ws)):
-            stats = [percentile(values, 50), percentile(values, 95), min(values), max(values)]
-            rows.append([name, str(len(values)), *(f"{v * 1000:.0f}" for v in stats)])
+        rows = [
+            ["path", *LATENCY_COLUMNS],
+            ["twilio bridge", *latency_row(bridge)],
+            ["websocket pcmu", *latency_row(ws)],
+        ]
         print(
             "Caller's end of speech to the first agent audio packet (VAD silence 500 ms + STT + LLM + TTS):"
         )
@@ -184,20 +173,11 @@ async def bench(args: argparse.Namespace) -> None:
             )
         print("Outbound pacing at the phone (each call plays the greeting; rate 1.000 = real time):")
         print(table(rows))
-    finally:
-        stop_server(server)
-        llm.stop()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--turns", type=int, default=5)
-    parser.add_argument("--calls", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 8])
-    args = parser.parse_args()
-    header("Twilio bridge against WebSocket", "server pinned to core 0, callers on core 1")
-    asyncio.run(bench(args))
+    title = "Twilio bridge against WebSocket"
+    run(__doc__, title, "server pinned to core 0, callers on core 1", bench, window=False)
 
 
 if __name__ == "__main__":

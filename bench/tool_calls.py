@@ -95,16 +95,15 @@ async def function_turns(n: int, validate: bool) -> list[float]:
     return times
 
 
+def mcp_tool(url: str) -> dict[str, Any]:
+    return {"type": "mcp", "server_label": "orders", "server_url": url, "require_approval": "never"}
+
+
 async def mcp_turns(n: int) -> tuple[list[float], list[float]]:
     calls: list[float] = []
     turns: list[float] = []
     async with McpTestServer() as server:
-        tool = {
-            "type": "mcp",
-            "server_label": "orders",
-            "server_url": server.url,
-            "require_approval": "never",
-        }
+        tool = mcp_tool(server.url)
         replies = []
         for _ in range(n + 5):
             replies += [tool_reply("lookup_order", '{"order_id": "A100"}'), text_reply("It has shipped.")]
@@ -119,12 +118,7 @@ async def mcp_turns(n: int) -> tuple[list[float], list[float]]:
         await rec.session.close()
     # The call alone: time the hook between in_progress and completed.
     async with McpTestServer() as server:
-        tool = {
-            "type": "mcp",
-            "server_label": "orders",
-            "server_url": server.url,
-            "require_approval": "never",
-        }
+        tool = mcp_tool(server.url)
         rec = await session(FakeLLM(), [tool])
         specs = await rec.session.mcp.specs([tool], set())
         lookup = next(spec for spec in specs if spec.remote_name == "lookup_order")

@@ -16,7 +16,6 @@ the waits for a core, CPU time does not.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import io
 import pstats
@@ -35,10 +34,12 @@ from tests.fakes import FakeLLM, FakeSTT, FakeTTS, fake_engines, text_reply
 from common import (
     WIRE_RATE,
     RealtimeClient,
+    counted_parser,
     header,
     ms,
     pcm_chunks,
     percentile,
+    run_and_report,
     running_server,
     table,
 )
@@ -202,13 +203,7 @@ def report(results: Results, args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("-n", "--iterations", type=int, default=200, help="measured turns (default 200)")
-    parser.add_argument(
-        "--warmup", type=int, default=20, help="turns run first and not measured (default 20)"
-    )
+    parser = counted_parser(__doc__, "iterations", "turns", 200, 20, "turns run first and not measured")
     parser.add_argument(
         "--turns-per-session",
         type=int,
@@ -228,8 +223,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    report(asyncio.run(bench(args)), args)
+    run_and_report(bench, report, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import base64
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,11 +34,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tests.conformance.conftest import LLMThread, Server, start_server, stop_server
+from tests.conformance.conftest import Server
 from tests.rtc_client import RATE, RtcClient
 from tests.speech import flite_speech
 
-from common import header, percentile, table
+from common import percentile, table
+from serve_process import LATENCY_COLUMNS, latency_row, pinned_server, run
 
 SENTENCE = "please check my order status"
 REPLY = "Your order ships today."
@@ -131,29 +131,14 @@ async def idle_calls(server: Server, count: int, window_s: float) -> tuple[float
 
 
 async def bench(args: argparse.Namespace) -> None:
-    llm = LLMThread()
-    llm.llm.script(*([REPLY] * (args.turns * 2 + 2)))
-    tmp = Path(tempfile.mkdtemp(prefix="parley-bench-webrtc-"))
-    env = {
-        "PARLEY_LLM_BASE_URL": llm.llm.base_url,
-        "PARLEY_LLM_MODEL": "scripted-model",
-        "PARLEY_WEBRTC_HOST_ADDRESSES": "127.0.0.1",
-        "PARLEY_LOG_LEVEL": "warning",
-    }
-    server = start_server(tmp, env, name="webrtc-bench")
-    try:
-        if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
-            os.sched_setaffinity(server.process.pid, {0})
-            os.sched_setaffinity(0, {1})
+    env = {"PARLEY_WEBRTC_HOST_ADDRESSES": "127.0.0.1"}
+    with pinned_server("webrtc", REPLY, args.turns * 2 + 2, env) as server:
         ws: list[float] = []
         rtc: list[float] = []
         for _ in range(args.turns):
             ws.append(await websocket_turn(server))
             rtc.append(await webrtc_turn(server))
-        rows = [["path", "turns", "median ms", "p95 ms", "min ms", "max ms"]]
-        for name, values in (("websocket", ws), ("webrtc", rtc)):
-            stats = [percentile(values, 50), percentile(values, 95), min(values), max(values)]
-            rows.append([name, str(len(values)), *(f"{v * 1000:.0f}" for v in stats)])
+        rows = [["path", *LATENCY_COLUMNS], ["websocket", *latency_row(ws)], ["webrtc", *latency_row(rtc)]]
         print("End of speech to first response audio (VAD silence 500 ms + STT + LLM + first TTS chunk):")
         print(table(rows))
         added = (percentile(rtc, 50) - percentile(ws, 50)) * 1000
@@ -176,21 +161,10 @@ async def bench(args: argparse.Namespace) -> None:
         print(table(rows))
         per_call = [float(r[2]) for r in rows[1:]]
         print(f"=> about {100 / max(per_call):.0f} idle calls per core (at the most expensive measured size)")
-    finally:
-        stop_server(server)
-        llm.stop()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--turns", type=int, default=5)
-    parser.add_argument("--calls", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 8])
-    parser.add_argument("--window", type=float, default=10.0)
-    args = parser.parse_args()
-    header("WebRTC against WebSocket", "server pinned to core 0, clients on core 1")
-    asyncio.run(bench(args))
+    run(__doc__, "WebRTC against WebSocket", "server pinned to core 0, clients on core 1", bench)
 
 
 if __name__ == "__main__":
