@@ -10,7 +10,7 @@ import numpy as np
 
 from parley.engines.base import PCM
 from parley.realtime.turn_detection import SpeechStarted, SpeechStopped
-from parley.realtime.turn_taking import Discarded, TurnEvent, TurnTaking, is_backchannel
+from parley.realtime.turn_taking import STABLE_MS, Discarded, TurnEvent, TurnTaking, is_backchannel
 from tests.fakes import ScriptedVAD
 
 FRAME = 512  # 32 ms at 16 kHz
@@ -25,6 +25,8 @@ class _Harness:
     def __init__(self, turn: dict[str, object], *, speaking: bool = False) -> None:
         self.assistant_speaking = speaking
         self.text = ""
+        self.final: str | None = None
+        """What the recogniser makes of the voice once it ends (None: the last partial)."""
         self.onsets: list[int] = []
         self.position_ms = 0.0
         self.turns = TurnTaking(
@@ -33,6 +35,7 @@ class _Harness:
             buffer_start_ms=0,
             assistant_speaking=lambda: self.assistant_speaking,
             transcript=self._transcript,
+            final_transcript=self._final_transcript,
             on_onset=self.onsets.append,
             barge_in_min_ms=400,
             barge_in_max_ms=1200,
@@ -41,6 +44,9 @@ class _Harness:
 
     async def _transcript(self) -> str:
         return self.text
+
+    async def _final_transcript(self) -> str:
+        return self.text if self.final is None else self.final
 
     async def push(self, p: float, frames: int, text: str | None = None) -> list[TurnEvent]:
         """``frames`` frames of probability ``p``, one frame per push; ``text`` is heard from the start."""
@@ -96,8 +102,20 @@ async def test_words_confirm_a_barge_in_at_the_minimum_with_the_onset_position()
     started = events[0]
     assert isinstance(started, SpeechStarted) and started.audio_start_ms == 320
     emitted_at = next(pos for e, pos in h.log if isinstance(e, SpeechStarted))
-    assert 320 + 400 <= emitted_at <= 320 + 400 + 64
+    # At the minimum, or once a word has had STABLE_MS to settle in a candidate that began after 200 ms.
+    assert 320 + 400 <= emitted_at <= 320 + max(400, 200 + STABLE_MS) + 64
     assert _types(await h.push(0, 20)) == ["SpeechStopped"]
+
+
+async def test_an_ended_candidate_is_judged_on_the_final_transcript() -> None:
+    h = _Harness(SERVER_VAD, speaking=True)
+    h.final = "right"  # the partials, taken mid-word, said "bro"
+    await h.push(0, 10)
+    events = await h.push(0.9, 9, text="bro") + await h.push(0, 20)
+    assert _types(events) == ["Discarded"]
+    h.final = "stop"  # and the other way round: a real word the partials did not have yet
+    events = await h.push(0.9, 9, text="") + await h.push(0, 20)
+    assert _types(events) == ["SpeechStarted", "SpeechStopped"]
 
 
 async def test_long_speech_barges_in_whatever_the_words() -> None:

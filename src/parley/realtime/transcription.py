@@ -46,6 +46,7 @@ class LiveRecognition:
         self.deltas = deltas
         self.partial = ""
         self.samples = 0
+        self._final: asyncio.Future[Transcription] | None = None
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def feed(self, pcm: PCM) -> None:
@@ -83,6 +84,13 @@ class LiveRecognition:
         return self.partial
 
     async def finish(self) -> Transcription:
+        """The final transcript; it ends the utterance, and a second call gives the same answer."""
+        if self._final is None:
+            self._final = asyncio.ensure_future(self._finish())
+            self._final.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return await asyncio.shield(self._final)
+
+    async def _finish(self) -> Transcription:
         self._queue.put_nowait(_STOP)
         await self._task
         if self._error is not None:

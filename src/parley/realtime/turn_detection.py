@@ -113,6 +113,11 @@ class ServerVadSegmenter:
         return max(self.threshold - HYSTERESIS, self.threshold / 2)
 
     @property
+    def frame_ms(self) -> float:
+        """The detector's frame: positions and durations move in steps of this."""
+        return self._ms(self._frame)
+
+    @property
     def speaking(self) -> bool:
         """A turn has started and has not stopped yet."""
         return self._speaking

@@ -43,8 +43,9 @@ BACKCHANNELS = turn_completion.word_set(
 
 _NO_AUDIO = np.zeros(0, dtype=np.int16)
 log = logging.getLogger("parley.turns")
-STABLE_MS = 150.0
-"""A word heard this long ago and still in the transcript, with a word after it, is settled."""
+STABLE_MS = 250.0
+"""A word heard this long ago and still in the transcript, with a word after it, is settled. At 150 ms
+the first sound of a backchannel settled as a word often enough ("right" heard as "bro i")."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class TurnTaking:
         buffer_start_ms: float,
         assistant_speaking: Callable[[], bool],
         transcript: Callable[[], Awaitable[str]],
+        final_transcript: Callable[[], Awaitable[str]] | None = None,
         on_onset: Callable[[int], None],
         barge_in_min_ms: float = 400.0,
         barge_in_max_ms: float = 1200.0,
@@ -103,6 +105,9 @@ class TurnTaking:
         self.prefix_padding_ms = self.segmenter.prefix_padding_ms
         self._assistant_speaking = assistant_speaking
         self._transcript = transcript
+        self._final_transcript = final_transcript or transcript
+        """What the recogniser finally makes of a candidate that ended: partials taken as a word is
+        spoken are often other words ("right" is "bro i" at 450 ms), the final rarely."""
         self._on_onset = on_onset
         """Called as voice begins, with its ``audio_start_ms`` (prefix padding included), before
         anything else: the caller keeps the audio from there and starts recognising it, since a
@@ -164,7 +169,8 @@ class TurnTaking:
         if speech >= self.barge_in_max_ms:
             log.debug("barge-in after %.0f ms of speech", speech)
             self._confirm(out)
-        elif speech >= self.barge_in_min_ms - STABLE_MS:
+        elif speech >= self.barge_in_min_ms - STABLE_MS - self.segmenter.frame_ms:
+            # From a frame early, so that a partial old enough to settle words exists at the minimum.
             transcript = await self._transcript()
             self._partials.append((speech, transcript))
             if speech >= self.barge_in_min_ms and not is_backchannel(" ".join(self._stable_words())):
@@ -204,7 +210,7 @@ class TurnTaking:
 
     async def _stopped(self, event: SpeechStopped, out: list[TurnEvent]) -> None:
         if not self._confirmed:
-            transcript = await self._transcript()
+            transcript = await self._final_transcript()
             self._partials.clear()
             if is_backchannel(transcript):
                 out.append(Discarded(transcript))
