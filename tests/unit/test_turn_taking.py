@@ -172,3 +172,14 @@ async def test_semantic_vad_gives_up_waiting_at_the_maximum() -> None:
     assert len(stopped) == 1
     event, at = stopped[0]
     assert 2000 <= at - event.audio_end_ms <= 2000 + 32
+
+
+async def test_semantic_vad_judges_a_pause_once_on_the_words_before_the_silence() -> None:
+    h = _Harness(SEMANTIC)
+    await h.push(0.9, 30, text="my number is five five five")
+    assert _types(await h.push(0, 10)) == []  # judged at 250 ms: unfinished, so up to 4 s
+    # What the recogniser adds during the silence is noise heard as words; it does not end the turn.
+    assert _types(await h.push(0, 60, text="my number is five five five thank you")) == []
+    assert _types(await h.push(0, 70)) == ["SpeechStopped"]  # the unfinished phrase's 4 s
+    event, at = next((e, pos) for e, pos in h.log if isinstance(e, SpeechStopped))
+    assert 4000 <= at - event.audio_end_ms <= 4000 + 32

@@ -12,9 +12,9 @@
   either is judged on its transcript: empty (a cough, a click, noise) or backchannel only, it is
   discarded without any event and the assistant goes on; anything else is a barge-in, late but not
   missed. A confirmed barge-in's ``speech_started`` carries the onset's ``audio_start_ms``.
-* **Semantic end of turn.** With ``semantic_vad`` the segmenter reports each pause; the words heard
-  so far (:mod:`parley.realtime.turn_completion`) set how much silence ends this turn, up to the
-  eagerness's maximum wait.
+* **Semantic end of turn.** With ``semantic_vad`` the segmenter reports each pause once, after
+  ``JUDGE_AFTER_MS`` of silence; the words heard by then (:mod:`parley.realtime.turn_completion`) set
+  how much silence ends this turn, up to the eagerness's maximum wait.
 
 Events come out in the order the session must act on them; everything is positioned on the
 session-wide input audio clock.
@@ -23,6 +23,7 @@ session-wide input audio clock.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -99,7 +100,8 @@ class TurnTaking:
                 if semantic
                 else int(_setting(turn, "silence_duration_ms", 500))
             ),
-            pause_ms=turn_completion.min_wait_ms(self.eagerness) if semantic else None,
+            pause_ms=turn_completion.JUDGE_AFTER_MS if semantic else None,
+            pause_every_ms=math.inf,
             buffer_start_ms=buffer_start_ms,
         )
         self.prefix_padding_ms = self.segmenter.prefix_padding_ms
