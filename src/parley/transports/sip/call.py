@@ -17,7 +17,8 @@ from parley.logging_context import bind_session
 from parley.protocol import server_events as ev
 from parley.realtime.session import RealtimeSession
 from parley.server.phone_agent import phone_session
-from parley.transports.services import LiveSession, Services, SessionWatch
+from parley.transports.call_life import CallEnding, listed_live
+from parley.transports.services import Services, SessionWatch
 from parley.transports.sip import sdp
 from parley.transports.sip.message import SipMessage, response, tag_of, uri_of
 from parley.transports.sip.rtp import FRAME_SAMPLES, RtpSession
@@ -37,10 +38,11 @@ MODEL = "gpt-realtime"
 Decision = tuple[Literal["accept", "reject", "hangup"], Any]
 
 
-class SipCall:
+class SipCall(CallEnding):
     def __init__(
         self, server: SipServer, invite: SipMessage, source: tuple[str, int], offer: sdp.Offer
     ) -> None:
+        super().__init__()
         self.server = server
         self.settings = server.settings
         self.id = ids.rtc_call_id()
@@ -63,9 +65,7 @@ class SipCall:
         )
         self.sinks: list[Any] = []
         self.rtp: RtpSession | None = None
-        self.end_reason = ""
         self._decision: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-        self._ended = asyncio.Event()
         self._acked = asyncio.Event()
         self._last_response: SipMessage | None = None
         self._cseq = 0
@@ -77,11 +77,8 @@ class SipCall:
     # -- LiveCall ---------------------------------------------------------------------------------
 
     async def run(self, session_update: dict[str, Any] | None = None) -> None:
-        live = self.services.live
-        if live is not None:
-            live.add(LiveSession(self.session, lambda: self.end("server_shutting_down")))
         log.info("call %s from %s (%s), pid %d", self.id, self.invite.header("from"), self.codec, os.getpid())
-        with bind_session(self.session.id):
+        with listed_live(self.services, self.session, self.end), bind_session(self.session.id):
             try:
                 kind, value = await self._ring()
                 if kind == "accept":
@@ -97,23 +94,17 @@ class SipCall:
                 await self.end("server_error")
             finally:
                 await self._close()
-                if live is not None:
-                    live.remove(self.session.id)
 
     async def end(self, reason: str) -> None:
         """Hang up (BYE once answered, 487 while ringing); idempotent."""
         if self._ended.is_set():
             return
-        self.end_reason = reason
         if self.state == "ringing" and not self._decision.done():
             self._decision.set_result(("hangup", reason))
         if self.state == "answered" and reason != "caller_hung_up":
             self._bye = asyncio.get_running_loop().create_task(self._request("BYE"))
         self.state = "ended"
-        self._ended.set()
-
-    async def wait_ended(self) -> None:
-        await self._ended.wait()
+        self._end(reason)
 
     # -- call control (the HTTP routes) -----------------------------------------------------------
 
