@@ -8,8 +8,8 @@
   no ``speech_started`` is sent (a client stops its playback on that event). It becomes a barge-in
   once ``barge_in_min_ms`` of speech carry a settled word (one the recogniser has kept for a while
   and followed with another) that is not a backchannel ("mhm", "yeah", "okay"...), or
-  ``barge_in_max_ms`` of speech whatever the words. A candidate that ends before
-  either is judged on its transcript: empty (a cough, a click, noise) or backchannel only, it is
+  ``barge_in_max_ms`` of speech whatever the words. A candidate that ends before either is judged
+  on the recogniser's final transcript of it: empty (a cough, a click, noise) or backchannel only, it is
   discarded without any event and the assistant goes on; anything else is a barge-in, late but not
   missed. A confirmed barge-in's ``speech_started`` carries the onset's ``audio_start_ms``.
 * **Semantic end of turn.** With ``semantic_vad`` the segmenter reports each pause once, after
