@@ -56,6 +56,9 @@ def test_questions_and_closings_are_complete() -> None:
     assert judge("that's all thanks") == "complete"
     assert judge("I'd like a pizza") == "unknown"
     assert judge("") == "unknown"
+    # "thank" closes only as "thank you": alone it is the start of "thank ... for" (or misheard noise).
+    assert judge("i want to thank") != "complete"
+    assert judge("thank you") == "complete"
 
 
 def test_waits_follow_eagerness_and_the_maximums() -> None:

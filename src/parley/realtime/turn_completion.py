@@ -49,7 +49,7 @@ _INCOMPLETE_ENDINGS = word_set(
 )
 _COMPLETE_ENDINGS = word_set(
     """
-    thanks thank please bye goodbye okay ok yes no yeah yep nope sure right correct exactly
+    thanks please bye goodbye okay ok yes no yeah yep nope sure right correct exactly
     today tonight tomorrow now later all else too done fine great perfect
     """
 )
