@@ -73,6 +73,8 @@ class FakeRecognition:
     async def finish(self) -> Transcription:
         if self.stt.fail:
             raise EngineError("fake recogniser failure")
+        if self.stt.transcripts and self.stt.transcripts[0] == self.stt.hang_on:
+            await asyncio.Event().wait()  # a recogniser that never answers
         text = self.stt.transcripts.pop(0) if self.stt.transcripts else ""
         return Transcription(text=text, audio_seconds=self.samples / self.stt.sample_rate)
 
@@ -86,6 +88,8 @@ class FakeSTT:
     sample_rate: int = 16000
     transcripts: list[str] = field(default_factory=list)
     fail: bool = False
+    hang_on: str | None = None
+    """The final transcript of an utterance that would be this never comes."""
 
     def start(
         self, *, language: str | None = None, prompt: str | None = None, channel: dict[str, Any] | None = None

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from parley.engines.base import ChatRequest, Finish, LLMEvent, TextDelta, ToolCallDelta
+from parley.realtime import input_audio
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, Recorder, text_reply, tool_reply
 from tests.realtime_events import TEXT_ONLY, TEXT_TURN, USER_HI, WITH_WEATHER
 from tests.wire import validate_ga
@@ -468,6 +469,29 @@ async def test_a_backchannel_does_not_interrupt_the_assistant() -> None:
     assert done["response"]["status"] == "completed"
     assert rec.types().count("input_audio_buffer.speech_started") == 1
     await rec.session.close()
+
+
+async def test_a_recogniser_slow_to_finish_does_not_hold_a_barge_in_decision(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(input_audio, "FINAL_TRANSCRIPT_WAIT_S", 0.05)
+    stt = FakeSTT(transcripts=["tell me a story", "yeah"], hang_on="yeah")
+    rec = await started(stt=stt, llm=FakeLLM(delay_s=1.0))
+    for _ in range(3):
+        await rec.send(append(bytes(48 * 100)))
+    for _ in range(8):
+        await rec.send(append(tone(100)))
+    for _ in range(8):
+        await rec.send(append(bytes(48 * 100)))
+    await rec.wait_for("response.created")
+    for _ in range(6):  # "yeah" while the assistant answers; its final transcript never comes
+        await rec.send(append(tone(100)))
+    for _ in range(8):
+        await rec.send(append(bytes(48 * 100)))
+    done = await rec.wait_for("response.done")
+    assert done["response"]["status"] == "completed"  # judged on the partial, "yeah"
+    assert rec.types().count("input_audio_buffer.speech_started") == 1
+    await asyncio.wait_for(rec.session.close(), 5)
 
 
 async def test_transcription_deltas_stream_while_the_user_speaks() -> None:

@@ -8,6 +8,7 @@ what it receives in real time), which is when a barge-in is possible and the idl
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,9 @@ VAD_RESAMPLE_QUALITY = "QQ"
 back 6-37 ms (22 ms on average from 24 kHz), which every ``speech_stopped`` would otherwise wait for.
 Silero's scores do not need HQ's anti-aliasing; the recogniser still gets HQ audio."""
 _NO_AUDIO = np.zeros(0, dtype=np.int16)
+FINAL_TRANSCRIPT_WAIT_S = 2.0
+"""How long a candidate interruption that ended waits for the recogniser's final transcript: input
+audio waits meanwhile (a remote recogniser posting each utterance answers in about 0.8 s)."""
 IDLE_KEEP_MS = 1000
 """With turn detection on and nobody speaking, the buffer keeps this much audio beyond the prefix."""
 
@@ -163,15 +167,16 @@ class InputAudio:
 
     async def _final_transcript(self) -> str:
         """What the recogniser finally makes of the voice so far: the utterance ends here (its commit,
-        if any, reuses this result). A recogniser that fails gives its last partial."""
+        if any, reuses this result). A recogniser that fails, or takes longer than
+        ``FINAL_TRANSCRIPT_WAIT_S``, gives its last partial instead."""
         live = self._live
         if live is None:
             return ""
         if self._stt_resampler is not None:
             live.feed(self._stt_resampler.flush())
         try:
-            return (await live.finish()).text
-        except EngineError:
+            return (await asyncio.wait_for(live.finish(), FINAL_TRANSCRIPT_WAIT_S)).text
+        except (EngineError, TimeoutError):
             return live.partial
 
     # -- turn taking ------------------------------------------------------------------------------
