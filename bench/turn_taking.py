@@ -13,9 +13,10 @@ session so far. All timings below are in that audio time, so they do not depend 
   speech and 4 s after it (then more background, up to 10 s, while a turn is still open).
   *Premature*: the first ``speech_stopped`` was emitted before the true end of the speech. *Endpoint
   delay*: position at which the final ``speech_stopped`` was emitted minus the true end, over the
-  utterances that were not premature. Also the error of ``audio_end_ms`` against the true end, of
-  ``audio_start_ms + prefix_padding_ms`` against the true onset, and how far into the speech
-  ``speech_started`` was emitted.
+  utterances that were not premature; for ``server_vad`` also at every silence after speech (the 48
+  inner pauses and the 52 ends), from its start to the first ``speech_stopped`` within it. Also the
+  error of ``audio_end_ms`` against the true end, of ``audio_start_ms + prefix_padding_ms`` against
+  the true onset, and how far into the speech ``speech_started`` was emitted.
 * **Barge-in** (``server_vad`` defaults, ``interrupt_response`` on): a response is started and has
   produced audio, then 300 ms of background, the stimulus, 1.5 s of background. A *false barge-in* is
   a cough, click, knock, noise burst, thump or backchannel that led to ``response.done`` cancelled with

@@ -37,6 +37,7 @@ def turn_figures(results: Sequence[TurnResult]) -> Figures:
     premature = [r for r in results if r.premature]
     settled = [r for r in results if not r.premature and r.ended]
     delays = [r.stops[-1][0] - r.end_ms for r in settled]
+    every_silence = [d for r in results for d in r.stop_delays()]
     end_errors = [r.stops[-1][1] - r.end_ms for r in settled]
     firsts = [r for r in detected if r.starts[0][0] >= r.onset_ms]
     onset_errors = [r.starts[0][1] + r.prefix_ms - r.onset_ms for r in firsts]
@@ -55,6 +56,10 @@ def turn_figures(results: Sequence[TurnResult]) -> Figures:
         "endpoint_delay_ms_p50": median(delays),
         "endpoint_delay_ms_p95": percentile(delays, 95),
         "endpoint_delay_ms_max": max(delays) if delays else math.nan,
+        "silence_stops_n": len(every_silence),
+        "silence_stops_of": sum(len(r.pauses) + 1 for r in results),
+        "silence_stop_delay_ms_p50": median(every_silence),
+        "silence_stop_delay_ms_p95": percentile(every_silence, 95),
         "audio_end_abs_error_ms_p50": median([abs(e) for e in end_errors]),
         "audio_end_abs_error_ms_p95": percentile([abs(e) for e in end_errors], 95),
         "audio_end_error_ms_p50": median(end_errors),
@@ -179,6 +184,29 @@ def print_turns(figures: dict[tuple[str, str], Figures], snrs: Sequence[float | 
     print("-- end of turn: premature ends and endpoint delay (input-position ms) --")
     header = ["SNR", "mode", "n", *ENDPOINT_HEADER, "never ended", "no turn"]
     print(table([header, *rows(endpoint_cells)], align_right_from=2))
+    if "server_vad" in modes:
+        print()
+        print(
+            "-- server_vad: every silence after speech (inner pauses of 600-1500 ms and the end);"
+            " delay = first speech_stopped in it - its start --"
+        )
+        target = f"<= {SERVER_VAD['silence_duration_ms'] + TARGET_ENDPOINT_EXTRA_MS}"
+        cells = [
+            ["SNR", "silences", "with a stop", "delay p50", "p95", "target p50"],
+            *(
+                [
+                    snr_label(snr),
+                    str(f["silence_stops_of"]),
+                    str(f["silence_stops_n"]),
+                    fmt(f["silence_stop_delay_ms_p50"]),
+                    fmt(f["silence_stop_delay_ms_p95"]),
+                    target,
+                ]
+                for snr in snrs
+                if (f := figures.get(("server_vad", snr_label(snr)))) is not None
+            ),
+        ]
+        print(table(cells, align_right_from=1))
     print()
     print("-- end of turn: timestamps (ms; error = reported - true, |abs| medians and p95) --")
     header = ["SNR", "mode", *(label for label, _ in TIMESTAMP_COLUMNS), "started early"]

@@ -7,6 +7,7 @@ barge-in), what each run found, and :class:`Task`, the batch of stimuli a worker
 from __future__ import annotations
 
 import asyncio
+import math
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -67,6 +68,18 @@ class TurnResult:
             return False
         at = self.stops[0][0]
         return any(a <= at < b for a, b in self.pauses)
+
+    def stop_delays(self) -> list[float]:
+        """For each silence after speech (each inner pause, and the end), where the first
+        ``speech_stopped`` within it was emitted, less the silence's start; silences with none are left
+        out. What ``server_vad`` must do at every silence longer than ``silence_duration_ms``."""
+        silences = [*self.pauses, (self.end_ms, math.inf)]
+        delays = []
+        for start, end in silences:
+            within = [at for at, _ in self.stops if start <= at < end]
+            if within:
+                delays.append(within[0] - start)
+        return delays
 
     @property
     def ended(self) -> bool:
