@@ -30,6 +30,10 @@ class CallEnding:
     async def wait_ended(self) -> None:
         await self._ended.wait()
 
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
 
 @contextlib.contextmanager
 def listed_live(

@@ -169,6 +169,11 @@ class LiveCall(Protocol):
 
     async def wait_ended(self) -> None: ...
 
+    @property
+    def ended(self) -> bool:
+        """Its end was asked for (it may still be freeing itself): call control no longer finds it."""
+        ...
+
 
 class Calls:
     """The calls live in this process (every transport), by call id."""
@@ -200,9 +205,11 @@ class Calls:
         task.add_done_callback(done)
 
     def get(self, call_id: str, key_id: str | None) -> LiveCall | None:
-        """The call, if it is live and ``key_id`` may control it (the key that opened it)."""
+        """The call, if it is live (not ending) and ``key_id`` may control it (the key that opened it)."""
         call = self.live.get(call_id)
-        if call is None or (call.key_id is not None and key_id is not None and call.key_id != key_id):
+        if call is None or call.ended:
+            return None
+        if call.key_id is not None and key_id is not None and call.key_id != key_id:
             return None
         return call
 
