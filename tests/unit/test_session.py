@@ -451,8 +451,9 @@ async def test_idle_timeout_waits_for_the_reply_to_finish_playing() -> None:
     await rec.session.close()
 
 
-async def test_a_backchannel_does_not_interrupt_the_assistant() -> None:
-    stt = FakeSTT(transcripts=["tell me a story", "yeah"])
+async def _backchannel_during_a_reply(stt: FakeSTT) -> Recorder:
+    """The user asks for something (800 ms of voice), then says "yeah" (600 ms) during the reply; the
+    recorder once the reply is done."""
     rec = await started(stt=stt, llm=FakeLLM(delay_s=1.0))
     for _ in range(3):
         await rec.send(append(bytes(48 * 100)))
@@ -461,12 +462,17 @@ async def test_a_backchannel_does_not_interrupt_the_assistant() -> None:
     for _ in range(8):
         await rec.send(append(bytes(48 * 100)))
     await rec.wait_for("response.created")
-    for _ in range(6):  # "yeah" while the assistant answers
+    for _ in range(6):
         await rec.send(append(tone(100)))
     for _ in range(8):
         await rec.send(append(bytes(48 * 100)))
-    done = await rec.wait_for("response.done")
-    assert done["response"]["status"] == "completed"
+    await rec.wait_for("response.done")
+    return rec
+
+
+async def test_a_backchannel_does_not_interrupt_the_assistant() -> None:
+    rec = await _backchannel_during_a_reply(FakeSTT(transcripts=["tell me a story", "yeah"]))
+    assert (await rec.wait_for("response.done"))["response"]["status"] == "completed"
     assert rec.types().count("input_audio_buffer.speech_started") == 1
     await rec.session.close()
 
@@ -475,21 +481,9 @@ async def test_a_recogniser_slow_to_finish_does_not_hold_a_barge_in_decision(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(input_audio, "FINAL_TRANSCRIPT_WAIT_S", 0.05)
-    stt = FakeSTT(transcripts=["tell me a story", "yeah"], hang_on="yeah")
-    rec = await started(stt=stt, llm=FakeLLM(delay_s=1.0))
-    for _ in range(3):
-        await rec.send(append(bytes(48 * 100)))
-    for _ in range(8):
-        await rec.send(append(tone(100)))
-    for _ in range(8):
-        await rec.send(append(bytes(48 * 100)))
-    await rec.wait_for("response.created")
-    for _ in range(6):  # "yeah" while the assistant answers; its final transcript never comes
-        await rec.send(append(tone(100)))
-    for _ in range(8):
-        await rec.send(append(bytes(48 * 100)))
-    done = await rec.wait_for("response.done")
-    assert done["response"]["status"] == "completed"  # judged on the partial, "yeah"
+    # The final transcript of "yeah" never comes: it is judged on the partial.
+    rec = await _backchannel_during_a_reply(FakeSTT(transcripts=["tell me a story", "yeah"], hang_on="yeah"))
+    assert (await rec.wait_for("response.done"))["response"]["status"] == "completed"
     assert rec.types().count("input_audio_buffer.speech_started") == 1
     await asyncio.wait_for(rec.session.close(), 5)
 
