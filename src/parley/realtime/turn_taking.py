@@ -84,7 +84,7 @@ class TurnTaking:
         final_transcript: Callable[[], Awaitable[str]] | None = None,
         on_onset: Callable[[int], None],
         barge_in_min_ms: float = 400.0,
-        barge_in_max_ms: float = 1200.0,
+        barge_in_max_ms: float = 900.0,
         sentence_end: turn_completion.SentenceEnd | None = None,
     ) -> None:
         self.type = str(turn["type"])
@@ -116,6 +116,9 @@ class TurnTaking:
         :class:`SpeechStarted` or a :class:`Discarded` decision reads that transcript."""
         self.barge_in_min_ms = barge_in_min_ms
         self.barge_in_max_ms = barge_in_max_ms
+        """Speech this long interrupts whatever the recogniser makes of it: longer than a backchannel
+        lasts (the longest of the bench's 24, a slow "mhm", is 880 ms), and in noise the recogniser
+        often hears a real "stop please" as "ah"."""
         self._sentence_end = sentence_end
         """P(end of sentence | words), for ``semantic_vad``'s judgement at a pause."""
         self._onset_ms: int | None = None
