@@ -80,7 +80,6 @@ class ServerVadSegmenter:
         end_lag_ms: float | None = None,
         buffer_start_ms: float = 0.0,
         pause_ms: float | None = None,
-        pause_every_ms: float = 250.0,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be within [0, 1], got {threshold}")
@@ -95,9 +94,8 @@ class ServerVadSegmenter:
         self.min_speech_ms = min_speech_ms
         self.end_lag_ms = end_lag_ms
         self.pause_ms = pause_ms
-        """When set, a :class:`Paused` event marks each pause of this much silence within a turn, and
-        then every ``pause_every_ms`` of further silence (what was heard may still change)."""
-        self.pause_every_ms = pause_every_ms
+        """When set, a :class:`Paused` event marks each pause within a turn once, when it has lasted
+        this long."""
         self._frame = detector.frame_samples
         self._ms_per_sample = 1000.0 / detector.sample_rate
         self._pending: PCM = np.zeros(0, dtype=np.int16)
@@ -134,11 +132,6 @@ class ServerVadSegmenter:
             return 0.0
         return max(0.0, self._ms(self._analysed) - self._speech_end_ms())
 
-    @property
-    def pause_key(self) -> int:
-        """Identifies the current pause within a turn: it changes whenever speech resumes."""
-        return self._voiced_end
-
     def end_turn(self) -> SpeechStopped:
         """Stop the current turn now (a turn-end decision made beyond silence), at its speech end."""
         if not self._speaking:
@@ -164,8 +157,7 @@ class ServerVadSegmenter:
         self._voiced_start: int | None = None
         self._voiced_end = 0
         self._onset = 0
-        self._paused_at: int | None = None  # the _voiced_end of the pause being reported
-        self._next_pause_ms = 0.0  # the silence at which that pause is reported next
+        self._paused_at: int | None = None  # the _voiced_end of the last pause reported
 
     def push(self, pcm: PCM, end_ms: float) -> list[TurnEvent]:
         """Add audio whose last sample ends at session position ``end_ms``; return the events it caused."""
@@ -199,10 +191,8 @@ class ServerVadSegmenter:
                 self._voiced_end = end
                 return None
             silence = self._ms(end) - self._speech_end_ms()
-            if self.pause_ms is not None and self._paused_at != self._voiced_end:
-                self._paused_at, self._next_pause_ms = self._voiced_end, self.pause_ms
-            if self.pause_ms is not None and silence >= self._next_pause_ms:
-                self._next_pause_ms = silence + self.pause_every_ms
+            if self.pause_ms is not None and self._paused_at != self._voiced_end and silence >= self.pause_ms:
+                self._paused_at = self._voiced_end
                 return Paused(silence)
             if silent and silence >= self.silence_duration_ms:
                 return self.end_turn()

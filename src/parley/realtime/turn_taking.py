@@ -23,7 +23,6 @@ session-wide input audio clock.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -101,7 +100,6 @@ class TurnTaking:
                 else int(_setting(turn, "silence_duration_ms", 500))
             ),
             pause_ms=turn_completion.JUDGE_AFTER_MS if semantic else None,
-            pause_every_ms=math.inf,
             buffer_start_ms=buffer_start_ms,
         )
         self.prefix_padding_ms = self.segmenter.prefix_padding_ms
