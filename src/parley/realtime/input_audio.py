@@ -13,8 +13,6 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from parley import ids
 from parley.audio.pcm import AudioFormat
 from parley.audio.resample import StreamResampler
@@ -40,7 +38,6 @@ VAD_RESAMPLE_QUALITY = "QQ"
 """soxr's quick cubic resampler feeds the VAD: it holds back under 0.1 ms where the default (HQ) holds
 back 6-37 ms (22 ms on average from 24 kHz), which every ``speech_stopped`` would otherwise wait for.
 Silero's scores do not need HQ's anti-aliasing; the recogniser still gets HQ audio."""
-_NO_AUDIO = np.zeros(0, dtype=np.int16)
 FINAL_TRANSCRIPT_WAIT_S = 2.0
 """How long a candidate interruption that ended waits for the recogniser's final transcript: input
 audio waits meanwhile (a remote recogniser posting each utterance answers in about 0.8 s)."""
@@ -153,9 +150,14 @@ class InputAudio:
     def _take_live(self) -> LiveRecognition | None:
         """The utterance being recognised, with the samples its resampler still held fed to it."""
         live, self._live = self._live, None
-        if live is not None and self._stt_resampler is not None:
-            live.feed(self._stt_resampler.process(_NO_AUDIO, last=True))
+        if live is not None:
+            self._flush_live(live)
         return live
+
+    def _flush_live(self, live: LiveRecognition) -> None:
+        """Feed ``live`` the samples its resampler still holds: its audio ends here."""
+        if self._stt_resampler is not None:
+            live.feed(self._stt_resampler.flush())
 
     def _drop_live(self) -> None:
         if self._live is not None:
@@ -172,8 +174,7 @@ class InputAudio:
         live = self._live
         if live is None:
             return ""
-        if self._stt_resampler is not None:
-            live.feed(self._stt_resampler.flush())
+        self._flush_live(live)
         try:
             return (await asyncio.wait_for(live.finish(), FINAL_TRANSCRIPT_WAIT_S)).text
         except (EngineError, TimeoutError):
