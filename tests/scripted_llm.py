@@ -22,10 +22,11 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+
+from tests.local_app import LocalApp
 
 DEFAULT_MODEL = "scripted-model"
 
@@ -79,7 +80,7 @@ class StreamRecord:
     client_gone: bool = False
 
 
-class ScriptedLLM:
+class ScriptedLLM(LocalApp):
     """The server; use it as ``async with ScriptedLLM() as llm:``."""
 
     def __init__(self, *, model: str = DEFAULT_MODEL) -> None:
@@ -92,7 +93,6 @@ class ScriptedLLM:
         self.streams: list[StreamRecord] = []
         """One record per streamed reply, in order."""
         self._queue: deque[Reply] = deque()
-        self._runner: web.AppRunner | None = None
         self._port = 0
         self._client_gone = asyncio.Event()
 
@@ -102,18 +102,8 @@ class ScriptedLLM:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._port = self._runner.addresses[0][1]
+        self._port = await self._serve(app, "127.0.0.1", 0)
         return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     @property
     def url(self) -> str:

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
@@ -32,6 +31,7 @@ from parley.engines.base import EngineError
 from parley.engines.stt import pocketsphinx
 from parley.engines.tts.espeak import EspeakTTS
 from parley.protocol.session_config import VOICES
+from tests.local_app import LocalApp
 
 SPEECH_RATE = 24000
 CHUNK_BYTES = 4800
@@ -39,7 +39,7 @@ CHUNK_BYTES = 4800
 FORMATS = ("json", "text", "verbose_json")
 
 
-class SpeechServer:
+class SpeechServer(LocalApp):
     """The server, on ``host``:``port`` (0: a free port) until the ``async with`` block ends."""
 
     def __init__(self, *, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -56,7 +56,6 @@ class SpeechServer:
         """Each request's fields (``path`` included, the audio file's size instead of its bytes)."""
         self.stt = pocketsphinx.create(Settings())
         self.tts = EspeakTTS()
-        self._runner: web.AppRunner | None = None
 
     @property
     def base_url(self) -> str:
@@ -67,18 +66,8 @@ class SpeechServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         app.router.add_post("/v1/audio/speech", self._speech)
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        self.port = self._runner.addresses[0][1]
+        self.port = await self._serve(app, self.host, self.port)
         return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     # ------------------------------------------------------------------------------------ handlers
 
