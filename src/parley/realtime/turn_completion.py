@@ -84,7 +84,7 @@ as finished end a turn quickly: a thinking pause inside a sentence commonly last
 recogniser often mishears the words before it, so a turn the judgement cannot place waits longer."""
 
 
-JUDGE_AFTER_MS = 250
+JUDGE_AFTER_MS = min(waits["complete"] for waits in WAITS_MS.values())
 """A pause is judged once, on the words heard when it has lasted this long (the shortest wait): the
 recogniser has caught up with the speech by then, and what it adds later comes from the silence, where
 noise is heard as words ("... my license plate is" + noise = "... my life's thigh")."""
