@@ -153,6 +153,26 @@ def test_end_lag_comes_from_the_detector() -> None:
     assert _events(_run(_scripted(end_lag_ms=10), audio, FRAME))[1] == SpeechStopped(630)
 
 
+class _Confident(_Scripted):
+    confident_probability = 0.95
+
+
+def test_a_slow_decay_moves_the_speech_end_back_to_the_last_confident_frame() -> None:
+    # Confident frames 10-19 end at 640 ms; then the probability decays over three voiced frames.
+    decay = _script((0, 10), (1.0, 10), (0.9, 1), (0.7, 1), (0.6, 1), (0, 30))
+    assert _events(_run(_scripted(), decay, FRAME))[1] == SpeechStopped(736 - 64), "without: the lag alone"
+    emitted = _run(ServerVadSegmenter(_Confident()), decay, FRAME)
+    assert emitted[1] == (SpeechStopped(640 - 32), 1120.0), "one frame before the last confident one ends"
+    # A quick decay (one voiced frame after the confident ones) changes nothing ...
+    quick = _script((0, 10), (1.0, 10), (0.9, 1), (0, 30))
+    assert _events(_run(ServerVadSegmenter(_Confident()), quick, FRAME))[1] == SpeechStopped(672 - 64)
+    # ... and a long weak stretch moves the end back by two frames at most.
+    weak = _script((0, 10), (1.0, 10), (0.8, 20), (0, 30))
+    assert _events(_run(ServerVadSegmenter(_Confident()), weak, FRAME))[1] == SpeechStopped(1280 - 64 - 64)
+    # A detector naming no confident level (the scripted one, with 0.9 voiced frames elsewhere) keeps the lag.
+    assert ServerVadSegmenter(_Scripted()).confident_probability is None
+
+
 def test_chunking_and_session_offset_do_not_change_events() -> None:
     audio = _script((0, 10), (0.9, 20), (0.2, 5), (0.9, 8), (0, 20), (0.9, 3), (0, 5), (0.9, 9), (0, 20))
     reference = _events(_run(_scripted(), audio, FRAME))

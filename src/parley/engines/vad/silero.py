@@ -36,6 +36,9 @@ class SileroVAD:
     end_lag_ms = 64.0
     """Silero keeps scoring speech for about two frames after speech ends; the turn segmenter subtracts
     this from the end of the last voiced frame (measured on flite speech, clean and at 20 dB SNR)."""
+    confident_probability = 0.95
+    """In noise the probability decays over more frames after speech ends; the segmenter places the end
+    one frame before the last frame scoring this much when that is earlier (``turn_detection``)."""
 
     def __init__(self, model_path: Path | None = None) -> None:
         self._model = (
