@@ -172,7 +172,7 @@ def tool_reply(name: str, arguments: str, call_id: str = "call_1") -> list[LLMEv
 
 def fake_engines(**kwargs: Any) -> Engines:
     return Engines(
-        vad=FakeVAD,
+        vad=kwargs.get("vad", FakeVAD),
         stt=kwargs.get("stt", FakeSTT()),
         llm=kwargs.get("llm", FakeLLM()),
         tts=kwargs.get("tts", FakeTTS()),
@@ -183,8 +183,14 @@ class Recorder:
     """A session wired to fake engines, with every emitted event recorded."""
 
     def __init__(
-        self, session_type: SessionType = "realtime", settings: Settings | None = None, **kwargs: Any
+        self,
+        session_type: SessionType = "realtime",
+        settings: Settings | None = None,
+        playback_rate: int | None = None,
+        **kwargs: Any,
     ) -> None:
+        """``playback_rate``: the server plays the audio out (as for WebRTC and SIP); the test reads it
+        from ``session.playback``."""
         self.events: list[ev.Event] = []
         self.engines = fake_engines(**kwargs)
         self.session = RealtimeSession(
@@ -193,6 +199,7 @@ class Recorder:
             emit=self._emit,
             model="gpt-realtime",
             session_type=session_type,
+            playback_rate=playback_rate,
         )
         self._new = asyncio.Event()
 

@@ -1,7 +1,7 @@
 """Parley's settings: ``PARLEY_*`` environment variables, an optional TOML file, and CLI flags.
 
 Every field here is a setting; ``parley serve --help`` lists them all with their defaults, and the
-README's settings table is generated from the same descriptions.
+README's settings table lists each one (tests/unit/test_settings_documented.py checks).
 """
 
 from __future__ import annotations
@@ -52,6 +52,11 @@ class Settings(EngineSettings):
         400.0,
         ge=0,
         description="Speech (with a word that is not a backchannel) that interrupts the assistant, in ms.",
+    )
+    barge_in_pause: bool = Field(
+        True,
+        description="Where the server plays the audio (WebRTC, SIP, Twilio), pause it while the caller's "
+        "speech is judged as an interruption, and resume it if that was a backchannel.",
     )
 
     tool_argument_validation: bool = Field(

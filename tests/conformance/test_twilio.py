@@ -172,9 +172,12 @@ async def test_barge_in_clears_twilio_and_cuts_the_reply_at_what_was_played(
         truncated = events[-1]
         assert truncated["item_id"] == item_id and truncated["content_index"] == 0
 
-        # The item is cut where Twilio was told to stop: the frames it got before the clear.
-        sent_ms = 20 * len([m for m in sim.media[first_frame:] if m.at <= clear.at])
-        assert abs(truncated["audio_end_ms"] - sent_ms) <= 400, (truncated["audio_end_ms"], sent_ms)
+        # While the caller's words were judged the reply paused: silent frames up to the clear ...
+        before_clear = [m for m in sim.media[first_frame:] if m.at <= clear.at]
+        assert not np.any(np.concatenate([m.pcm for m in before_clear[-5:]])), "paused before the clear"
+        # ... and the item is cut where the caller stopped hearing it: at the pause.
+        heard_ms = 20 * max(i + 1 for i, m in enumerate(before_clear) if np.any(m.pcm))
+        assert abs(truncated["audio_end_ms"] - heard_ms) <= 100, (truncated["audio_end_ms"], heard_ms)
         assert "output_audio_buffer.stopped" not in kinds
         # Nothing more of the reply after the clear, while the caller is still talking.
         await asyncio.wait_for(sim.said.wait(), 30)

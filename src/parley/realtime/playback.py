@@ -5,6 +5,12 @@ On a WebSocket the client plays the audio and truncates the assistant item itsel
 plays it, so on barge-in (or the client's ``output_audio_buffer.clear``) it drops what is queued,
 sends ``output_audio_buffer.cleared`` and truncates each item at what was actually played
 (``conversation.item.truncated``), so the model never hears back words the caller did not hear.
+
+It also pauses, as a person who is interrupted does: while the caller's voice is a candidate
+interruption being judged (:class:`~parley.realtime.turn_taking.TurnTaking` waits for words), the
+assistant's audio holds where it is, so the caller is not talked over for the half second or more that
+judgement takes. A barge-in then cuts the item at the pause; a backchannel ("mhm") resumes it there.
+``barge_in_pause`` (``PARLEY_BARGE_IN_PAUSE``) turns this off.
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ import logging
 from base64 import b64decode
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from parley.audio.pcm import AudioFormat
+from parley.engines.base import PCM
 from parley.protocol import server_events as ev
 from parley.protocol.errors import ProtocolError
 from parley.realtime.items import truncate_item
@@ -27,6 +36,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("parley.playback")
 
+MAX_PAUSE_MS = 2000.0
+"""The longest pause for a judgement: one takes at most ``barge_in_max_ms`` (0.9 s) of speech, or the
+end of shorter speech and the silence after it (1.2 s at most on the turn-taking bench; 0.7 s median
+over backchannels). Voice the segmenter holds open longer (steady noise scoring between its two
+thresholds) must not silence the assistant for good."""
+
 
 class Playback:
     def __init__(self, session: RealtimeSession, rate: int) -> None:
@@ -36,6 +51,21 @@ class Playback:
     @property
     def playing(self) -> bool:
         return self.buffer.playing
+
+    @property
+    def paused(self) -> bool:
+        """Holding the assistant's audio while the caller's voice is judged as an interruption, for
+        at most ``MAX_PAUSE_MS``."""
+        judged_ms = self.session.audio.judging_interruption_ms
+        return self.session.settings.barge_in_pause and judged_ms is not None and judged_ms < MAX_PAUSE_MS
+
+    def read(self, count: int) -> PCM:
+        """The next ``count`` samples to play out: queued response audio, or silence while
+        :attr:`paused` (nothing is consumed: a backchannel resumes the voice where it paused, a
+        barge-in cuts it there) or when nothing is queued."""
+        if self.paused:
+            return np.zeros(count, dtype=np.int16)
+        return self.buffer.read(count)
 
     def take(self, event: dict[str, Any]) -> bool:
         """True when ``event`` is response audio, which is queued to be played rather than sent."""

@@ -327,7 +327,7 @@ class TwilioCall(CallEnding):
                     due = time.monotonic()
                 if not playback.playing:
                     break
-                pcm = playback.buffer.read(FRAME_SAMPLES)
+                pcm = playback.read(FRAME_SAMPLES)
                 payload = base64.b64encode(PCMU.encode(pcm)).decode("ascii")
                 self._send(
                     {"event": "media", "streamSid": self.start.stream_sid, "media": {"payload": payload}}

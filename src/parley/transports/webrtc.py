@@ -81,7 +81,7 @@ class PlayoutTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         pts = await self._clock.next_pts()
-        return mono_frame(self._playback.buffer.read(FRAME_SAMPLES), PLAYOUT_RATE, pts)
+        return mono_frame(self._playback.read(FRAME_SAMPLES), PLAYOUT_RATE, pts)
 
 
 class RealtimeCall(CallEnding):

@@ -176,7 +176,7 @@ class SipCall(CallEnding):
 
     def _next_frame(self) -> bytes:
         assert self.session.playback is not None
-        return self.format.encode(self.session.playback.buffer.read(FRAME_SAMPLES))
+        return self.format.encode(self.session.playback.read(FRAME_SAMPLES))
 
     async def _retransmit_ok(self) -> None:
         interval = T1
