@@ -163,6 +163,8 @@ def test_a_slow_decay_moves_the_speech_end_back_to_the_last_confident_frame() ->
     assert _events(_run(_scripted(), decay, FRAME))[1] == SpeechStopped(736 - 64), "without: the lag alone"
     emitted = _run(ServerVadSegmenter(_Confident()), decay, FRAME)
     assert emitted[1] == (SpeechStopped(640 - 32), 1120.0), "one frame before the last confident one ends"
+    kept = ServerVadSegmenter(_Confident(), follow_decay=False)
+    assert _events(_run(kept, decay, FRAME))[1] == SpeechStopped(736 - 64), "follow_decay=False: the lag"
     # A quick decay (one voiced frame after the confident ones) changes nothing ...
     quick = _script((0, 10), (1.0, 10), (0.9, 1), (0, 30))
     assert _events(_run(ServerVadSegmenter(_Confident()), quick, FRAME))[1] == SpeechStopped(672 - 64)

@@ -183,3 +183,26 @@ async def test_semantic_vad_judges_a_pause_once_on_the_words_before_the_silence(
     assert _types(await h.push(0, 70)) == ["SpeechStopped"]  # the unfinished phrase's 4 s
     event, at = next((e, pos) for e, pos in h.log if isinstance(e, SpeechStopped))
     assert 4000 <= at - event.audio_end_ms <= 4000 + 32
+
+
+def test_only_server_vad_follows_a_slow_decay_to_an_earlier_speech_end() -> None:
+    class Confident(ScriptedVAD):
+        confident_probability = 0.95
+
+    def segmenter_for(kind: str) -> float | None:
+        turns = TurnTaking(
+            {"type": kind},
+            Confident(),
+            buffer_start_ms=0,
+            assistant_speaking=lambda: False,
+            transcript=lambda: _no_words(),
+            on_onset=lambda _: None,
+        )
+        return turns.segmenter.confident_probability
+
+    assert segmenter_for("server_vad") == 0.95
+    assert segmenter_for("semantic_vad") is None, "semantic_vad errs towards waiting"
+
+
+async def _no_words() -> str:
+    return ""

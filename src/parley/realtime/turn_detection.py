@@ -16,7 +16,8 @@ Silero). Its rules, for a frame with speech probability p:
   keeps scoring speech after speech ends (its ``end_lag_ms`` attribute if it has one: 64 ms for Silero).
   In noise the detector's probability decays over more frames than that: a detector that names a
   ``confident_probability`` (0.95 for Silero) has the end moved back to one frame before the end of its
-  last confident frame when that is earlier, by at most ``MAX_DECAY_FRAMES`` more frames. Speech stops
+  last confident frame when that is earlier, by at most ``MAX_DECAY_FRAMES`` more frames
+  (``follow_decay=False`` keeps the later end: ``semantic_vad`` errs towards waiting). Speech stops
   on the first silent frame at which ``silence_duration_ms`` have passed since the speech end, and
   ``audio_end_ms`` is that end. Ambiguous frames hold a turn open (hysteresis) but do not move its end.
 
@@ -88,6 +89,7 @@ class ServerVadSegmenter:
         min_speech_ms: float = 200.0,
         end_lag_ms: float | None = None,
         confident_probability: float | None = None,
+        follow_decay: bool = True,
         buffer_start_ms: float = 0.0,
         pause_ms: float | None = None,
     ) -> None:
@@ -95,7 +97,7 @@ class ServerVadSegmenter:
             raise ValueError(f"threshold must be within [0, 1], got {threshold}")
         if end_lag_ms is None:
             end_lag_ms = float(getattr(detector, "end_lag_ms", 0.0))
-        if confident_probability is None:
+        if confident_probability is None and follow_decay:
             confident_probability = getattr(detector, "confident_probability", None)
         if min(prefix_padding_ms, silence_duration_ms, min_speech_ms, end_lag_ms) < 0:
             raise ValueError("durations must not be negative")
