@@ -82,16 +82,21 @@ def barge_figures(results: Sequence[BargeResult]) -> Figures:
     groups["all non-speech + backchannels"] = [r for r in valid if r.kind != "barge_in"]
     false: dict[str, Any] = {}
     for label, group in groups.items():
+        pauses = [r.held_ms for r in group if r.held and not r.false_trigger]
         false[label] = {
             "n": len(group),
             "cancelled": sum(r.barged_in for r in group),
             "speech_started": sum(bool(r.started) for r in group),
             "false_barge_in": sum(r.false_trigger for r in group),
             "false_barge_in_rate": sum(r.false_trigger for r in group) / len(group) if group else math.nan,
+            "paused": len(pauses),
+            "pause_ms_p50": median(pauses),
+            "pause_ms_p95": percentile(pauses, 95),
         }
     real = [r for r in valid if r.kind == "barge_in"]
     hits = [r for r in real if r.cancelled_at is not None]
     delays = [r.cancelled_at - r.onset_ms for r in hits if r.cancelled_at is not None]
+    quiet = [q - r.onset_ms for r in real if (q := r.quiet_at) is not None]
     return {
         "invalid": len(results) - len(valid),
         "false": false,
@@ -104,6 +109,8 @@ def barge_figures(results: Sequence[BargeResult]) -> Figures:
             "delay_ms_p95": percentile(delays, 95),
             "delay_ms_min": min(delays) if delays else math.nan,
             "delay_ms_max": max(delays) if delays else math.nan,
+            "quiet_ms_p50": median(quiet),
+            "quiet_ms_p95": percentile(quiet, 95),
             "other_end": sorted({r.other_end for r in real if r.other_end}),
         },
     }
@@ -219,7 +226,8 @@ def print_barge(figures: dict[str, Figures], snrs: Sequence[float | None]) -> No
     present = [(snr_label(snr), figures[snr_label(snr)]) for snr in snrs if snr_label(snr) in figures]
     print()
     print("-- barge-in, server_vad defaults, during a response that is speaking: false barge-ins --")
-    rows = [["SNR", "stimuli", "n", "cancelled", "speech_started", "false barge-in", "target"]]
+    header = ["SNR", "stimuli", "n", "cancelled", "speech_started", "false barge-in", "target"]
+    rows = [[*header, "paused", "pause p50", "p95"]]
     for label, f in present:
         for group, g in f["false"].items():
             target = f"<= {TARGET_FALSE_BARGE_IN:.0%}" if group == "all non-speech + backchannels" else ""
@@ -232,13 +240,33 @@ def print_barge(figures: dict[str, Figures], snrs: Sequence[float | None]) -> No
                     str(g["speech_started"]),
                     rate(g["false_barge_in"], g["n"]),
                     target,
+                    str(g["paused"]),
+                    fmt(g["pause_ms_p50"]),
+                    fmt(g["pause_ms_p95"]),
                 ]
             )
     print(table(rows, align_right_from=2))
+    print(
+        "paused: not cancelled, but voice was judged a candidate, over which server-played audio (WebRTC, "
+        "SIP, Twilio) pauses, then resumes; pause: how long (ms of input)"
+    )
     print()
     print("-- barge-in: real interruptions (>= 0.5 s of speech); delay = cancelled response.done - onset --")
     rows = [
-        ["SNR", "n", "missed", "target", "delay p50", "p95", "min", "max", "before onset", "invalid runs"]
+        [
+            "SNR",
+            "n",
+            "missed",
+            "target",
+            "delay p50",
+            "p95",
+            "min",
+            "max",
+            "before onset",
+            "invalid runs",
+            "quiet p50",
+            "p95",
+        ]
     ]
     for label, f in present:
         real = f["real"]
@@ -251,9 +279,15 @@ def print_barge(figures: dict[str, Figures], snrs: Sequence[float | None]) -> No
                 *(fmt(real[f"delay_ms_{which}"]) for which in ("p50", "p95", "min", "max")),
                 str(real["cancelled_before_onset"]),
                 str(f["invalid"]),
+                fmt(real["quiet_ms_p50"]),
+                fmt(real["quiet_ms_p95"]),
             ]
         )
     print(table(rows, align_right_from=1))
+    print(
+        "quiet: from the onset until server-played audio pauses (the voice became a candidate) or stops "
+        "(the barge-in, when it came first)"
+    )
     for label, f in present:
         if f["real"]["missed_names"]:
             print(f"missed at {label}: {', '.join(f['real']['missed_names'])}")

@@ -99,6 +99,9 @@ class BargeResult:
     """Input positions at which speech_started was emitted."""
     cancelled_at: float | None = None
     """When the first response's response.done came, cancelled with reason turn_detected."""
+    held: list[tuple[float, float]] = field(default_factory=list)
+    """(from, to) input positions over which the session judged voice as a candidate interruption:
+    where the server plays the audio out (WebRTC, SIP, Twilio) the reply pauses over these."""
     other_end: str | None = None
     """How the first response ended otherwise (status/reason), or None while still running."""
     audio_deltas_before: int = 0
@@ -121,6 +124,17 @@ class BargeResult:
     @property
     def false_trigger(self) -> bool:
         return self.barged_in or bool(self.started)
+
+    @property
+    def held_ms(self) -> float:
+        """How long server-played audio would have paused in all."""
+        return sum(end - start for start, end in self.held)
+
+    @property
+    def quiet_at(self) -> float | None:
+        """Where server-played audio would have gone quiet: the first pause, or the barge-in."""
+        times = [t for t in (self.held[0][0] if self.held else None, self.cancelled_at) if t is not None]
+        return min(times) if times else None
 
 
 @dataclass
@@ -248,7 +262,19 @@ async def run_barge(
         result.end_ms += offset
         result.audio_deltas_before = probe.audio_deltas
         result.valid = speaking and response is not None
-        await probe.push(stim.pcm)
+
+        def note_hold() -> bool:
+            judging = probe.session.audio.judging_interruption_ms is not None
+            open_hold = bool(result.held) and result.held[-1][1] == math.inf
+            if judging and not open_hold:
+                result.held.append((probe.position_ms, math.inf))
+            elif open_hold and not judging:
+                result.held[-1] = (result.held[-1][0], probe.position_ms)
+            return False
+
+        await probe.push(stim.pcm, stop=note_hold)
+        if result.held and result.held[-1][1] == math.inf:
+            result.held[-1] = (result.held[-1][0], probe.position_ms)
         if wait_transcripts:
             await probe.wait_transcribed(TRANSCRIPT_WAIT_S)
         else:
