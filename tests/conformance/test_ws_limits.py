@@ -11,12 +11,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conformance.conftest import LLMThread, Server, start_server, stop_server
+from parley.config import Settings
+from parley.realtime.session import RealtimeSession
+from parley.server.app import create_app
+from tests.conformance.conftest import LLMThread, Server, free_port, start_server, stop_server
 from tests.conformance.helpers import b64, silence
+from tests.fakes import fake_engines
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +137,32 @@ async def test_shutdown_lets_sessions_run_for_the_grace_period_then_ends_them(
         assert "shutting down: 1 session(s) open" in server.log()
     finally:
         stop_server(server)
+
+
+async def test_a_closed_session_frees_its_place_before_its_teardown_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client that closes and reconnects at once is let in, even while the server is still tearing
+    the old session down (here: slowly)."""
+    teardown = asyncio.Event()
+    close = RealtimeSession.close
+
+    async def slow_close(self: RealtimeSession) -> None:
+        await asyncio.sleep(1.0)
+        await close(self)
+        teardown.set()
+
+    monkeypatch.setattr(RealtimeSession, "close", slow_close)
+    runner = web.AppRunner(create_app(Settings(sessions_per_ip=1), fake_engines(), with_store=False))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"ws://127.0.0.1:{port}/v1/realtime?model=gpt-realtime"
+    try:
+        async with connect(url, proxy=None) as ws:
+            await _event(ws, "session.created")
+        async with connect(url, proxy=None) as ws:
+            await _event(ws, "session.created")
+            assert not teardown.is_set(), "the first session was still being torn down"
+    finally:
+        await runner.cleanup()

@@ -38,3 +38,18 @@ async def test_an_ending_call_is_no_longer_found_while_it_frees_itself() -> None
     call.freeing.set()
     await calls.close()
     assert call.id not in calls.live and call.end_reason == "hangup"
+
+
+async def test_an_ending_call_frees_its_place_under_the_limits_at_once_and_only_once() -> None:
+    calls, call = Calls(), _Call()
+    released: list[int] = []
+    calls.start(call, None, release=lambda: released.append(1))
+    await asyncio.sleep(0)
+    assert released == []
+    await call.end("hangup")
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert released == [1], "before the call has freed itself"
+    call.freeing.set()
+    await calls.close()
+    assert released == [1, 1], "the release is idempotent, and called again once the call is done"

@@ -63,6 +63,7 @@ async def realtime_websocket(request: web.Request) -> web.StreamResponse:
             initial_session=initial,
             abort=request.transport.abort if request.transport is not None else None,
             turn_latency=wants_turn_latency(request),
+            release=admitted.release,
         )
         await serve_session(
             ws,
@@ -78,7 +79,7 @@ async def realtime_websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-@dataclass(frozen=True)
+@dataclass
 class Admission:
     """A new session let in: how long it may last, and its place under the connection limits."""
 
@@ -86,10 +87,13 @@ class Admission:
     limits: ConnectionLimits
     ip: str
     key_id: str | None
+    released: bool = False
 
     def release(self) -> None:
-        """The session ended: its place under the limits is free again."""
-        self.limits.close(self.ip, self.key_id)
+        """The session ended: its place under the limits is free again (once, however often called)."""
+        if not self.released:
+            self.released = True
+            self.limits.close(self.ip, self.key_id)
 
 
 async def admit(request: web.Request, caller: Caller) -> Admission | web.Response:

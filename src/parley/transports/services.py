@@ -77,6 +77,9 @@ class Services:
     """Drops the connection (a client that stopped reading)."""
     turn_latency: bool = False
     """The client asked for ``parley.turn.latency`` after each turn (:func:`wants_turn_latency`)."""
+    release: Callable[[], None] | None = None
+    """Frees the session's place under the connection limits, as soon as the client is gone and
+    before the session is torn down: a client that closes and reconnects at once is let in."""
 
 
 LATENCY_QUERY = "parley_latency"
@@ -189,16 +192,23 @@ class Calls:
         *,
         release: Callable[[], None] | None = None,
     ) -> None:
-        """Run ``call`` in the background; ``release`` is called once it has ended."""
+        """Run ``call`` in the background; ``release`` (idempotent) is called as soon as its end is
+        asked for, before it has freed itself, so a caller who hangs up and calls again is let in."""
         self.live[call.id] = call
-        task = asyncio.get_running_loop().create_task(call.run(session_update), name=f"call {call.id}")
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(call.run(session_update), name=f"call {call.id}")
         self.tasks.add(task)
+        ending: asyncio.Task[None] | None = None
+        if release is not None:
+            ending = loop.create_task(_then(call.wait_ended(), release), name=f"call {call.id} ending")
 
         def done(_: asyncio.Task[None]) -> None:
             if not task.cancelled() and task.exception() is not None:
                 log.error("call %s failed", call.id, exc_info=task.exception())
             self.tasks.discard(task)
             self.live.pop(call.id, None)
+            if ending is not None:
+                ending.cancel()
             if release is not None:
                 release()
 
@@ -218,6 +228,11 @@ class Calls:
             await call.end("server_shutting_down")
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def _then(event: Awaitable[None], action: Callable[[], None]) -> None:
+    await event
+    action()
 
 
 CALLS = web.AppKey("calls", Calls)

@@ -133,7 +133,7 @@ async def serve_session(
     with bind_session(session.id):
         writer = asyncio.create_task(write(), name="websocket writer")
         try:
-            await _run(session, ws, handle_text, close_writer, services.initial_session)
+            await _run(session, ws, handle_text, close_writer, services.initial_session, services.release)
         finally:
             if live is not None:
                 live.remove(session.id)
@@ -171,8 +171,10 @@ async def _run(
     handle_text: Callable[[str], Awaitable[None]],
     close_writer: Callable[[], Awaitable[None]],
     initial_session: dict[str, Any] | None = None,
+    on_disconnect: Callable[[], None] | None = None,
 ) -> None:
-    """The session's life on its socket: events in until the client goes, then a clean close."""
+    """The session's life on its socket: events in until the client goes, then a clean close.
+    ``on_disconnect`` is called first thing once the socket is done, before anything is awaited."""
     try:
         await session.start(initial_session)
         async for message in ws:
@@ -196,6 +198,8 @@ async def _run(
             elif message.type == WSMsgType.ERROR:
                 log.info("session %s: websocket error %s", session.id, ws.exception())
     finally:
+        if on_disconnect is not None:
+            on_disconnect()
         await session.close()
         await close_writer()
         log.info("session %s closed", session.id)
