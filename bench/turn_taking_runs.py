@@ -264,7 +264,7 @@ async def run_barge(
         result.valid = speaking and response is not None
 
         def note_hold() -> bool:
-            judging = probe.session.audio.judging_interruption_ms is not None
+            judging = probe.session.audio.judging_interruption
             open_hold = bool(result.held) and result.held[-1][1] == math.inf
             if judging and not open_hold:
                 result.held.append((probe.position_ms, math.inf))

@@ -134,7 +134,19 @@ async def test_voice_held_open_by_noise_does_not_silence_the_assistant_for_good(
     assert call.playback.paused
     mark = len(call.heard)
     await call.say(_tone(3000, amplitude=1500))
-    assert call.rec.session.audio.judging_interruption_ms is not None, "still judged"
+    assert call.rec.session.audio.judging_interruption, "still judged"
     assert not call.playback.paused
     assert 2800 - MAX_PAUSE_MS <= call.audible_ms(mark) <= 3000 - MAX_PAUSE_MS + 300
+    await call.rec.session.close()
+
+
+async def test_a_pause_ends_when_the_callers_audio_stops_arriving_mid_judgement() -> None:
+    call = await _reply_playing(["tell me a story", "yeah"])
+    await call.say(_tone(300))
+    assert call.playback.paused
+    # The line goes quiet (no input at all): the loudspeaker goes on alone, 20 ms at a time.
+    played = [call.playback.read(FRAME) for _ in range(125)]  # 2.5 s
+    voiced = [bool(np.abs(frame).max() > 0) for frame in played]
+    assert call.rec.session.audio.judging_interruption, "nothing decided: no audio came"
+    assert not any(voiced[: int(MAX_PAUSE_MS / 20) - 20]) and all(voiced[-20:]), "resumed after the cap"
     await call.rec.session.close()

@@ -191,10 +191,9 @@ class InputAudio:
         return self.buffer.position_ms < self.playback_until_ms
 
     @property
-    def judging_interruption_ms(self) -> float | None:
-        """How long the user's voice has been a candidate interruption of the assistant, still being
-        judged (ms of input audio); None when it is not one."""
-        return self._turns.judging_ms if self._turns is not None else None
+    def judging_interruption(self) -> bool:
+        """The user's voice is a candidate interruption of the assistant, still being judged."""
+        return self._turns is not None and self._turns.judging
 
     def playback_stopped(self) -> None:
         """The server finished playing a response (WebRTC, SIP): the idle timeout counts from here."""

@@ -40,13 +40,17 @@ MAX_PAUSE_MS = 2000.0
 """The longest pause for a judgement: one takes at most ``barge_in_max_ms`` (0.9 s) of speech, or the
 end of shorter speech and the silence after it (1.2 s at most on the turn-taking bench; 0.7 s median
 over backchannels). Voice the segmenter holds open longer (steady noise scoring between its two
-thresholds) must not silence the assistant for good."""
+thresholds), or input audio that stops arriving mid-judgement, must not silence the assistant for good:
+this counts the silence played, on the playback's own real-time clock."""
 
 
 class Playback:
     def __init__(self, session: RealtimeSession, rate: int) -> None:
         self.session = session
         self.buffer = OutputAudioBuffer(rate, self._notify)
+        self._max_pause = round(rate * MAX_PAUSE_MS / 1000)
+        self._paused_samples = 0
+        """Silence played for the candidate interruption being judged."""
 
     @property
     def playing(self) -> bool:
@@ -55,15 +59,18 @@ class Playback:
     @property
     def paused(self) -> bool:
         """Holding the assistant's audio while the caller's voice is judged as an interruption, for
-        at most ``MAX_PAUSE_MS``."""
-        judged_ms = self.session.audio.judging_interruption_ms
-        return self.session.settings.barge_in_pause and judged_ms is not None and judged_ms < MAX_PAUSE_MS
+        at most ``MAX_PAUSE_MS`` of playback."""
+        if not (self.session.settings.barge_in_pause and self.session.audio.judging_interruption):
+            self._paused_samples = 0
+            return False
+        return self._paused_samples < self._max_pause
 
     def read(self, count: int) -> PCM:
         """The next ``count`` samples to play out: queued response audio, or silence while
         :attr:`paused` (nothing is consumed: a backchannel resumes the voice where it paused, a
         barge-in cuts it there) or when nothing is queued."""
         if self.paused:
+            self._paused_samples += count
             return np.zeros(count, dtype=np.int16)
         return self.buffer.read(count)
 

@@ -124,8 +124,6 @@ class TurnTaking:
         self._sentence_end = sentence_end
         """P(end of sentence | words), for ``semantic_vad``'s judgement at a pause."""
         self._onset_ms: int | None = None
-        self._judged_from_ms = 0.0
-        """Where the current candidate interruption began to be judged (session-wide ms)."""
         self._confirmed = False
         self._partials: list[tuple[float, str]] = []
         """(speech ms, partial transcript) seen while deciding on a candidate interruption."""
@@ -139,11 +137,6 @@ class TurnTaking:
     def judging(self) -> bool:
         """Voice is a candidate interruption: not yet confirmed as a barge-in nor discarded."""
         return self.segmenter.speaking and not self._confirmed and self._onset_ms is not None
-
-    @property
-    def judging_ms(self) -> float | None:
-        """How long the current candidate interruption has been judged; None when there is none."""
-        return self.segmenter.position_ms - self._judged_from_ms if self.judging else None
 
     @property
     def in_turn(self) -> bool:
@@ -176,7 +169,6 @@ class TurnTaking:
 
     def _onset(self, event: SpeechStarted, out: list[TurnEvent]) -> None:
         self._onset_ms = event.audio_start_ms
-        self._judged_from_ms = self.segmenter.position_ms
         self._on_onset(event.audio_start_ms)
         self._confirmed = not (self.interrupt_response and self._assistant_speaking())
         if self._confirmed:
