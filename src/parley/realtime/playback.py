@@ -60,16 +60,18 @@ class Playback:
     def paused(self) -> bool:
         """Holding the assistant's audio while the caller's voice is judged as an interruption, for
         at most ``MAX_PAUSE_MS`` of playback."""
-        if not (self.session.settings.barge_in_pause and self.session.audio.judging_interruption):
-            self._paused_samples = 0
-            return False
-        return self._paused_samples < self._max_pause
+        return self._judging() and self._paused_samples < self._max_pause
+
+    def _judging(self) -> bool:
+        return self.session.settings.barge_in_pause and self.session.audio.judging_interruption
 
     def read(self, count: int) -> PCM:
         """The next ``count`` samples to play out: queued response audio, or silence while
         :attr:`paused` (nothing is consumed: a backchannel resumes the voice where it paused, a
         barge-in cuts it there) or when nothing is queued."""
-        if self.paused:
+        if not self._judging():
+            self._paused_samples = 0
+        elif self._paused_samples < self._max_pause:
             self._paused_samples += count
             return np.zeros(count, dtype=np.int16)
         return self.buffer.read(count)
