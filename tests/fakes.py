@@ -8,6 +8,7 @@ session's plumbing is exercised without models.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,17 +188,18 @@ class Recorder:
         session_type: SessionType = "realtime",
         settings: Settings | None = None,
         playback_rate: int | None = None,
+        model: str = "gpt-realtime",
         **kwargs: Any,
     ) -> None:
         """``playback_rate``: the server plays the audio out (as for WebRTC and SIP); the test reads it
-        from ``session.playback``."""
+        from ``session.playback``. ``kwargs``: the fake engines to use (:func:`fake_engines`)."""
         self.events: list[ev.Event] = []
         self.engines = fake_engines(**kwargs)
         self.session = RealtimeSession(
             settings=settings or Settings(),
             engines=self.engines,
             emit=self._emit,
-            model="gpt-realtime",
+            model=model,
             session_type=session_type,
             playback_rate=playback_rate,
         )
@@ -208,20 +210,19 @@ class Recorder:
         self._new.set()
 
     async def send(self, event: dict[str, Any]) -> None:
-        import json
-
         await self.session.handle_text(json.dumps(event))
 
     def types(self) -> list[str]:
         return [e["type"] for e in self.events]
 
+    def of_type(self, type_: str) -> list[ev.Event]:
+        return [e for e in self.events if e["type"] == type_]
+
     async def wait_for(self, type_: str, count: int = 1, timeout: float = 10.0) -> ev.Event:
         async def wait() -> ev.Event:
-            while True:
-                found = [e for e in self.events if e["type"] == type_]
-                if len(found) >= count:
-                    return found[count - 1]
+            while len(found := self.of_type(type_)) < count:
                 self._new.clear()
                 await self._new.wait()
+            return found[count - 1]
 
         return await asyncio.wait_for(wait(), timeout)
