@@ -7,7 +7,7 @@ Three sets, each a list of :class:`Stimulus` (a clean clip with its ground truth
   joined by 600-1500 ms of silence, and whole questions with no inner pause. 500 ms before the
   speech, 4 s after it.
 * :func:`non_speech_sounds`: what must not barge in: synthetic coughs, clicks and knocks, noise
-  bursts, door-slam thumps, and short flite backchannels ("mhm", "uh huh", "yeah"...).
+  bursts, door-slam thumps, and short flite backchannels ("um hum", "uh huh", "yeah"...).
 * :func:`barge_in_utterances`: real interruptions of at least 0.5 s of speech ("wait please",
   "hold on a second"...).
 
@@ -305,7 +305,8 @@ BARGE_IN: tuple[str, ...] = (
     "no no stop",
     "let me ask something",
 )
-BACKCHANNELS: tuple[str, ...] = ("mhm", "uh huh", "yeah", "okay", "right", "yes")
+BACKCHANNELS: tuple[str, ...] = ("um hum", "uh huh", "yeah", "okay", "right", "yes")
+"""flite spells "mhm", "mm hmm" and "hmm" out as letters ("em aitch em"); "um hum" it hums (AA M HH AA M)."""
 
 
 def paused_utterances(seed: int = 0) -> list[Stimulus]:

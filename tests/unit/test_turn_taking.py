@@ -67,6 +67,7 @@ def _types(events: list[TurnEvent]) -> list[str]:
 
 def test_backchannel_words() -> None:
     assert is_backchannel("") and is_backchannel("yeah") and is_backchannel("uh huh okay")
+    assert is_backchannel("Mm-hmm.") and is_backchannel("Um-hum") and is_backchannel("uh-huh")
     assert not is_backchannel("wait") and not is_backchannel("yeah but no")
 
 

@@ -35,7 +35,7 @@ from parley.realtime.turn_detection import Paused, ServerVadSegmenter, SpeechSta
 
 BACKCHANNELS = turn_completion.word_set(
     """
-    mhm mm mmm hmm hm uh huh um ah aha oh yeah yes yep yup ok okay right sure alright
+    mhm mm mmm hmm hm hum uh huh um ah aha oh yeah yes yep yup ok okay right sure alright
     i see got it cool nice great m h
     """
 )
