@@ -1,8 +1,9 @@
 """Turn taking through the real session engine: end of turn, barge-in and the cost of listening.
 
 Every stimulus (``bench/turn_sounds.py``) goes through a fresh ``RealtimeSession`` in this process (no
-socket) with the real Silero VAD and pocketsphinx STT, a language model that streams words until it is
-cancelled and a TTS that returns a tone. Audio goes in as ``input_audio_buffer.append`` events of 20 ms
+socket) with the real Silero VAD and pocketsphinx STT (``--stt`` picks another recogniser, with
+``--noise-reduction`` the sessions clean their input with RNNoise), a language model that streams
+words until it is cancelled and a TTS that returns a tone. Audio goes in as ``input_audio_buffer.append`` events of 20 ms
 (base64 PCM16, 24 kHz) as fast as the session takes them, with ``await asyncio.sleep(0)`` between
 appends. Every emitted event is stamped with the *input position*: the ms of audio appended to the
 session so far. All timings below are in that audio time, so they do not depend on the machine's speed.
@@ -117,6 +118,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="barge-in: the user speaks a turn first and the response is the one server_vad makes for it "
         "(the recogniser has adapted to the voice; slower). Default: response.create on a fresh session",
     )
+    parser.add_argument(
+        "--stt",
+        choices=("pocketsphinx", "faster-whisper", "openai"),
+        default="pocketsphinx",
+        help="the recogniser the sessions use (default pocketsphinx); faster-whisper and openai take "
+        "their model and server from the PARLEY_STT_* settings, as the server does",
+    )
+    parser.add_argument(
+        "--noise-reduction",
+        choices=("near_field", "far_field"),
+        default=None,
+        help="every session sets audio.input.noise_reduction to this type (default: none, the API's "
+        "default): the VAD and the recogniser hear the RNNoise-cleaned audio",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print every stimulus's events")
     args = parser.parse_args(argv)
     args.sections = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -172,9 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         for snr in args.snrs:
             for indices in batches(subset(n, args.quick), 4):
                 want = args.verbose or args.json is not None
-                stt = "null" if section == "server_vad" and not args.server_vad_stt else "pocketsphinx"
-                warm = args.warm_barge_in
-                tasks.append(Task(section, snr, indices, args.speed, want, stt, warm, stimuli_path))
+                stt = "null" if section == "server_vad" and not args.server_vad_stt else args.stt
+                warm, denoise = args.warm_barge_in, args.noise_reduction
+                tasks.append(Task(section, snr, indices, args.speed, want, stt, warm, stimuli_path, denoise))
     results: list[TurnResult | BargeResult] = []
     if tasks:
         log(f"{len(tasks)} batches on {args.jobs} worker process(es)")
@@ -204,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         f"stimuli: {len(subset(len(turns), args.quick))} utterances (42 with inner pauses of 600-1500 ms, "
         f"10 without; every third with --quick), {len(subset(len(barge), args.quick))} barge-in stimuli; "
         f"SNR {', '.join(snr_label(s) for s in args.snrs)}\n"
-        f"engines: silero VAD, pocketsphinx STT ("
+        f"engines: silero VAD, {args.stt} STT ("
         + ("also" if args.server_vad_stt else "a null recogniser")
         + " in the server_vad end-of-turn runs), endless LLM, tone TTS; one fresh session per stimulus; "
         f"{CHUNK_MS} ms appends, "
@@ -216,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.warm_barge_in
             else "response.create on a fresh session, stimulus once it speaks"
         )
+        + f"\nnoise_reduction: {args.noise_reduction or 'none'}"
         + f"\nsource: {source}",
     )
     print_turns(turn_figs, args.snrs)

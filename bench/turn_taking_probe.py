@@ -155,8 +155,12 @@ KEPT_FIELDS = ("audio_start_ms", "audio_end_ms", "item_id", "transcript")
 class Probe:
     """A session with every event it emits stamped with the input position."""
 
-    def __init__(self, settings: Settings, engines: Engines, speed: float = 0.0) -> None:
+    def __init__(
+        self, settings: Settings, engines: Engines, speed: float = 0.0, noise_reduction: str | None = None
+    ) -> None:
         self.position_ms = 0.0
+        self.noise_reduction = noise_reduction
+        """``audio.input.noise_reduction`` type for the session (None: off, the API's default)."""
         self.seen: list[Seen] = []
         self.audio_deltas = 0
         self.errors: list[str] = []
@@ -199,6 +203,7 @@ class Probe:
                 "input": {
                     "turn_detection": turn_detection,
                     "transcription": dict(TRANSCRIPTION) if transcription else None,
+                    "noise_reduction": {"type": self.noise_reduction} if self.noise_reduction else None,
                 }
             },
         }

@@ -146,11 +146,13 @@ class Task:
     transcripts: bool
     """Wait for the final transcripts after each clip (for -v and --json)."""
     stt: str
-    """``pocketsphinx``, or ``null`` for a recogniser that does nothing."""
+    """An STT engine name (``pocketsphinx``...), or ``null`` for a recogniser that does nothing."""
     warm_up: bool
     """Barge-in: the user speaks a turn first (else the session has heard nothing before)."""
     stimuli_path: Path | None = None
     """A pickle of the clean stimulus sets (made once by the parent), else they are made here."""
+    noise_reduction: str | None = None
+    """``audio.input.noise_reduction`` type of every session (None: off)."""
 
 
 # -------------------------------------------------------------------------------------- workers
@@ -177,7 +179,7 @@ def stimuli(kind: str, path: Path | None = None) -> list[Stimulus]:
 
 
 async def worker_engines(stt: str) -> Engines:
-    """This process's engines with the ``pocketsphinx`` or the ``null`` recogniser, made once."""
+    """This process's engines with the recogniser ``stt`` (or the ``null`` one), made once."""
     if stt not in _engines:
         recogniser = NullSTT() if stt == "null" else create("stt", stt, _settings)
         _engines[stt] = make_engines(_settings, recogniser)
@@ -186,9 +188,15 @@ async def worker_engines(stt: str) -> Engines:
 
 
 async def run_turn(
-    settings: Settings, engines: Engines, mode: str, stim: Stimulus, speed: float, wait_transcripts: bool
+    settings: Settings,
+    engines: Engines,
+    mode: str,
+    stim: Stimulus,
+    speed: float,
+    wait_transcripts: bool,
+    noise_reduction: str | None = None,
 ) -> TurnResult:
-    probe = Probe(settings, engines, speed)
+    probe = Probe(settings, engines, speed, noise_reduction)
     await probe.start({**TURN_MODES[mode], "create_response": False})
     updated = probe.of("session.updated")
     turn = updated[-1].fields["turn_detection"] if updated else {}
@@ -238,10 +246,11 @@ async def run_barge(
     speed: float,
     wait_transcripts: bool,
     warm_up: Stimulus | None,
+    noise_reduction: str | None = None,
 ) -> BargeResult:
     """With ``warm_up``, the user first says something and the response is the one server_vad creates
     for it; else the response comes from ``response.create`` on a session that heard nothing yet."""
-    probe = Probe(settings, engines, speed)
+    probe = Probe(settings, engines, speed, noise_reduction)
     await probe.start({**SERVER_VAD, "create_response": True, "interrupt_response": True})
     result = BargeResult(stim.name, stim.kind, stim.text, stim.snr_db, stim.onset_ms, stim.end_ms)
     response: str | None = None
@@ -308,10 +317,14 @@ async def run_task(task: Task) -> list[TurnResult | BargeResult]:
         if task.section == "barge_in":
             stim = stimuli("barge", task.stimuli_path)[index].at_snr(task.snr)
             warm_up = warm_up_turn(voice_for(stim)).at_snr(task.snr) if task.warm_up else None
-            result = await run_barge(settings, engines, stim, task.speed, task.transcripts, warm_up)
+            result = await run_barge(
+                settings, engines, stim, task.speed, task.transcripts, warm_up, task.noise_reduction
+            )
         else:
             stim = stimuli("turns", task.stimuli_path)[index].at_snr(task.snr)
-            result = await run_turn(settings, engines, task.section, stim, task.speed, task.transcripts)
+            result = await run_turn(
+                settings, engines, task.section, stim, task.speed, task.transcripts, task.noise_reduction
+            )
         result.cpu_s = time.process_time() - started
         out.append(result)
     return out
