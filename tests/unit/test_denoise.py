@@ -12,6 +12,7 @@ from parley.engines.denoise import rnnoise
 from parley.engines.denoise.rnnoise import RNNoiseSuppressor
 from parley.engines.stt.pocketsphinx import CMN_INIT, PocketsphinxSTT
 from parley.engines.vad.silero import SileroVAD
+from parley.realtime.input_denoise import HeardAudio
 from tests.fakes import fake_engines
 from tests.speech import flite_speech, mix_at_snr, pink_noise, silence, spectral_snr, white_noise
 
@@ -261,6 +262,19 @@ def test_registry_and_engines_make_suppressors() -> None:
     assert Settings().denoise == "rnnoise"
     with pytest.raises(registry.UnknownEngineError):
         registry.denoise_factory(Settings(denoise="nope"))
+
+
+@pytest.mark.parametrize("rate", [24000, 8000])
+async def test_heard_audio_lags_the_input_by_the_fixed_latency_only(rate: int) -> None:
+    # Turn detection positions the heard audio at the input position less latency_ms; a resampler in
+    # front of the suppressor would hold back a varying few ms more, heard as late speech.
+    heard = HeardAudio(fake_engines(), {"type": "far_field"}, rate)
+    heard_ms = 0.0
+    for fed_ms in range(20, 1020, 20):
+        heard_ms += len(await heard.process(white_noise(20, rate, -30, seed=fed_ms))) * 1000 / heard.rate
+        assert heard_ms == pytest.approx(max(0.0, fed_ms - heard.latency_ms), abs=1000 / heard.rate)
+    assert heard.rate == rate  # the suppressor runs at the input's own rate
+    assert heard.latency_ms == pytest.approx(32.0, abs=0.2)
 
 
 def test_missing_library_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from parley.config import Settings
 from parley.engine_settings import engine_list
@@ -27,9 +27,17 @@ from parley.engines.sentence_end import SentenceEnds
 
 Kind = Literal["vad", "stt", "llm", "tts", "denoise"]
 
-DenoiseFactory = Callable[[NoiseReductionType, float | None], NoiseSuppressor]
-"""Makes the noise suppressor of one input stream: ``(type, strength)`` of
-``audio.input.noise_reduction``. Denoise engines register ``create(settings, type, strength)``."""
+
+class DenoiseFactory(Protocol):
+    """Makes the noise suppressor of one input stream: ``(type, strength)`` of
+    ``audio.input.noise_reduction``, running at ``sample_rate`` (the input's own, so that no resampler
+    in front of it holds back audio). Denoise engines register
+    ``create(settings, type, strength, *, sample_rate)``."""
+
+    def __call__(
+        self, kind: NoiseReductionType, strength: float | None = None, sample_rate: int = 16_000
+    ) -> NoiseSuppressor: ...
+
 
 _FACTORIES: dict[Kind, dict[str, str | Callable[..., Any]]] = {
     "vad": {
@@ -93,15 +101,19 @@ def denoise_factory(settings: Settings, name: str | None = None) -> DenoiseFacto
     """The per-stream factory of the denoise engine ``name`` (default: ``settings.denoise``)."""
     create_one = _factory("denoise", name or settings.denoise)
 
-    def make(kind: NoiseReductionType, strength: float | None = None) -> NoiseSuppressor:
-        suppressor: NoiseSuppressor = create_one(settings, kind, strength)
+    def make(
+        kind: NoiseReductionType, strength: float | None = None, sample_rate: int = 16_000
+    ) -> NoiseSuppressor:
+        suppressor: NoiseSuppressor = create_one(settings, kind, strength, sample_rate=sample_rate)
         return suppressor
 
     return make
 
 
-def _default_denoise(kind: NoiseReductionType, strength: float | None = None) -> NoiseSuppressor:
-    return denoise_factory(Settings())(kind, strength)
+def _default_denoise(
+    kind: NoiseReductionType, strength: float | None = None, sample_rate: int = 16_000
+) -> NoiseSuppressor:
+    return denoise_factory(Settings())(kind, strength, sample_rate)
 
 
 @dataclass

@@ -2,9 +2,10 @@
 
 ``audio.input.noise_reduction`` puts a noise suppressor (engines ``NoiseSuppressor``) between the
 wire and turn detection / recognition; the buffer and the committed items keep the client's own
-audio. The suppressor runs in a worker thread (its native code releases the GIL) and lags its input
-by a fixed latency, which positions account for. A short history of what was heard lets a turn's
-recognition start at its onset, prefix padding included.
+audio. The suppressor runs at the input's own rate, in a worker thread (its native code releases the
+GIL), and lags its input by a fixed latency, which positions account for. (A resampler in front of it
+would hold back a varying 6-38 ms more, which turn detection would hear as late speech.) A short
+history of what was heard lets a turn's recognition start at its onset, prefix padding included.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from parley.audio.resample import StreamResampler
 from parley.engines.base import PCM, NoiseSuppressor
 from parley.engines.registry import Engines
 
@@ -27,16 +27,13 @@ class HeardAudio:
     """Input audio as the detectors hear it, at ``rate``, with a replayable recent history."""
 
     def __init__(self, engines: Engines, noise_reduction: dict[str, Any] | None, rate: int) -> None:
-        self.input_rate = rate
         self.noise_reduction = dict(noise_reduction) if noise_reduction is not None else None
-        self._suppressor: NoiseSuppressor | None = None
-        self._to_suppressor: StreamResampler | None = None
         self.rate = rate
+        self._suppressor: NoiseSuppressor | None = None
         if noise_reduction is not None:
-            self._suppressor = engines.denoise(noise_reduction["type"], noise_reduction.get("strength"))
-            self.rate = self._suppressor.sample_rate
-            if self.rate != rate:
-                self._to_suppressor = StreamResampler(rate, self.rate)
+            self._suppressor = engines.denoise(
+                noise_reduction["type"], noise_reduction.get("strength"), sample_rate=rate
+            )
         self.latency_ms = self._suppressor.latency_ms if self._suppressor is not None else 0.0
         self._history: deque[PCM] = deque()
         self._history_samples = 0
@@ -45,8 +42,6 @@ class HeardAudio:
     async def process(self, pcm: PCM) -> PCM:
         """Decoded input audio in; the audio heard out (cleaned, possibly shorter: it lags)."""
         if self._suppressor is not None:
-            if self._to_suppressor is not None:
-                pcm = self._to_suppressor.process(pcm)
             pcm = await asyncio.to_thread(self._suppressor.process, pcm)
         if len(pcm):  # chunks are kept as they come: nothing is copied on this per-append path
             self._history.append(pcm)
