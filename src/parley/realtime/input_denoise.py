@@ -34,6 +34,8 @@ class HeardAudio:
             self._suppressor = engines.denoise(
                 noise_reduction["type"], noise_reduction.get("strength"), sample_rate=rate
             )
+            if self._suppressor.sample_rate != rate:
+                raise ValueError(f"the {self._suppressor.name} suppressor cannot run at {rate} Hz")
         self.latency_ms = self._suppressor.latency_ms if self._suppressor is not None else 0.0
         self._history: deque[PCM] = deque()
         self._history_samples = 0
