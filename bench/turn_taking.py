@@ -3,10 +3,11 @@
 Every stimulus (``bench/turn_sounds.py``) goes through a fresh ``RealtimeSession`` in this process (no
 socket) with the real Silero VAD and pocketsphinx STT (``--stt`` picks another recogniser, with
 ``--noise-reduction`` the sessions clean their input with RNNoise), a language model that streams
-words until it is cancelled and a TTS that returns a tone. Audio goes in as ``input_audio_buffer.append`` events of 20 ms
-(base64 PCM16, 24 kHz) as fast as the session takes them, with ``await asyncio.sleep(0)`` between
-appends. Every emitted event is stamped with the *input position*: the ms of audio appended to the
-session so far. All timings below are in that audio time, so they do not depend on the machine's speed.
+words until it is cancelled and a TTS that returns a tone. Audio goes in as
+``input_audio_buffer.append`` events of 20 ms (base64 PCM16, 24 kHz) as fast as the session takes
+them, with ``await asyncio.sleep(0)`` between appends. Every emitted event is stamped with the
+*input position*: the ms of audio appended to the session so far. All timings below are in that audio
+time, so they do not depend on the machine's speed.
 
 * **End of turn** (``server_vad`` with its defaults, with a null recogniser unless ``--server-vad-stt``;
   ``semantic_vad`` with eagerness low, medium, high; ``create_response`` off): 42 utterances with 1-2
