@@ -71,7 +71,7 @@ class Playback:
         barge-in cuts it there) or when nothing is queued."""
         if not self._judging():
             self._paused_samples = 0
-        elif self._paused_samples < self._max_pause:
+        elif self.paused:
             self._paused_samples += count
             return np.zeros(count, dtype=np.int16)
         return self.buffer.read(count)
